@@ -1,0 +1,16 @@
+"""simlabel: similarity-weighted soft labels for multi-annotator learning with missing labels.
+
+Public API (one road for the data, ARCHITECTURE in README):
+
+- :mod:`simlabel_ext.data` — :class:`AnnotationMatrix` and the long / wide file formats;
+- :mod:`simlabel_ext.similarity` — :class:`SimilarityEngine`, Cohen's kappa and the similarity S (C++ engine
+  with a PyTorch fallback);
+- :mod:`simlabel_ext.ops` — :func:`simlabel_loss`, one SimLabel batch step, and its pure-PyTorch reference.
+"""
+import torch  # noqa: F401  (must be imported before the compiled extension)
+
+from .ops import SimLabelOptions, SimLabelOutput, simlabel_loss, simlabel_loss_reference
+
+__version__ = "0.1.0"
+
+__all__ = ["SimLabelOptions", "SimLabelOutput", "simlabel_loss", "simlabel_loss_reference", "__version__"]

@@ -1,0 +1,24 @@
+"""Annotation data: the label matrix ``[N, A]`` (``-1`` = missing) with its ids, and its file formats.
+
+:class:`AnnotationMatrix` is the one container every other part of simlabel reads labels from; its
+:meth:`~AnnotationMatrix.summary` gives the per-annotator label counts and missing rates (:class:`AnnotationSummary`).
+:func:`read_long` / :func:`write_long` handle one-row-per-annotation files (crowd-kit / truth-inference style),
+:func:`read_wide` / :func:`write_wide` one-row-per-item files, as CSV/TSV or Parquet (with ``pyarrow``); every
+reading problem raises :class:`AnnotationFormatError` naming the file, the line and the value.
+:func:`from_arrays` wraps a plain integer array with default ids.
+"""
+from __future__ import annotations
+
+from .annotations import AnnotationMatrix, AnnotationSummary, from_arrays
+from .formats import AnnotationFormatError, read_long, read_wide, write_long, write_wide
+
+__all__ = [
+    "AnnotationFormatError",
+    "AnnotationMatrix",
+    "AnnotationSummary",
+    "from_arrays",
+    "read_long",
+    "read_wide",
+    "write_long",
+    "write_wide",
+]
