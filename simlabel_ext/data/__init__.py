@@ -6,11 +6,17 @@
 :func:`read_wide` / :func:`write_wide` one-row-per-item files, as CSV/TSV or Parquet (with ``pyarrow``); every
 reading problem raises :class:`AnnotationFormatError` naming the file, the line and the value.
 :func:`from_arrays` wraps a plain integer array with default ids.
+:class:`InputSpec` says what one item's input is (a feature vector or an image).
+:class:`CrowdDataset` is a whole data set as dataset plugins return it (inputs, annotations, truth, the
+70/15/15 :class:`Split`); :func:`split_items`, :func:`simulate_missing`, :func:`standardize` and
+:func:`make_dataset` implement the evaluation protocol (ALGORITHM.md §6).
 """
 from __future__ import annotations
 
 from .annotations import AnnotationMatrix, AnnotationSummary, from_arrays
 from .formats import AnnotationFormatError, read_long, read_wide, write_long, write_wide
+from .inputs import INPUT_KINDS, InputSpec
+from .dataset import SPLIT_FRACTIONS, CrowdDataset, Split, make_dataset, simulate_missing, split_items, standardize
 
 __all__ = [
     "AnnotationFormatError",
@@ -21,4 +27,13 @@ __all__ = [
     "read_wide",
     "write_long",
     "write_wide",
+    "INPUT_KINDS",
+    "InputSpec",
+    "CrowdDataset",
+    "SPLIT_FRACTIONS",
+    "Split",
+    "make_dataset",
+    "simulate_missing",
+    "split_items",
+    "standardize",
 ]
