@@ -9,8 +9,23 @@ Public API (one road for the data, ARCHITECTURE in README):
 """
 import torch  # noqa: F401  (must be imported before the compiled extension)
 
+from .data import AnnotationMatrix, read_long, read_wide, write_long, write_wide
 from .ops import SimLabelOptions, SimLabelOutput, simlabel_loss, simlabel_loss_reference
+from .similarity import DEFAULT_N0, SimilarityEngine
 
 __version__ = "0.1.0"
 
-__all__ = ["SimLabelOptions", "SimLabelOutput", "simlabel_loss", "simlabel_loss_reference", "__version__"]
+__all__ = [
+    "DEFAULT_N0",
+    "AnnotationMatrix",
+    "SimLabelOptions",
+    "SimLabelOutput",
+    "SimilarityEngine",
+    "read_long",
+    "read_wide",
+    "simlabel_loss",
+    "simlabel_loss_reference",
+    "write_long",
+    "write_wide",
+    "__version__",
+]
