@@ -1,0 +1,31 @@
+"""Fused GPU kernels of the SimLabel batch step (Triton). Importing this package never needs triton.
+
+- :func:`triton_available` — whether ``import triton`` works here (the kernels themselves run on CUDA tensors,
+  or on CPU tensors under ``TRITON_INTERPRET=1``);
+- :func:`fused_loss_forward` — see :mod:`simlabel_ext.kernels.simlabel_triton` (imported on first use).
+"""
+from __future__ import annotations
+
+import functools
+
+__all__ = ["triton_available", "fused_loss_forward"]
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    """True when triton can be imported (it is an optional dependency: ``pip install simlabel[triton]``)."""
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except Exception:  # ImportError, or a broken install that fails while importing
+        return False
+    return True
+
+
+def fused_loss_forward(*args, **kwargs):
+    """Lazy forwarder to :func:`simlabel_ext.kernels.simlabel_triton.fused_loss_forward` (needs triton)."""
+    if not triton_available():
+        raise RuntimeError("the fused SimLabel kernels need triton (pip install 'simlabel[triton]')")
+    from .simlabel_triton import fused_loss_forward as impl
+
+    return impl(*args, **kwargs)
