@@ -4,9 +4,11 @@
 
 namespace simlabel {
 void bind_similarity(pybind11::module_& m);
+void bind_fused_loss(pybind11::module_& m);
 }  // namespace simlabel
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "simlabel C++ kernels: the pairwise-count similarity engine";
+  m.doc() = "simlabel C++ kernels: the pairwise-count similarity engine and the fused CPU SimLabel op";
   simlabel::bind_similarity(m);
+  simlabel::bind_fused_loss(m);
 }
