@@ -7,13 +7,15 @@ float64 rtol 1e-10; float16/bfloat16 logits see ``test_low_precision_logits``.
 """
 from __future__ import annotations
 
-import itertools
 import os
 
 import pytest
 import torch
 
 from simlabel_ext.ops import SimLabelOptions, simlabel_loss_reference
+
+from test_fused_op import flags
+from test_reference_loss import SOFT_LABEL_OPTIONS
 
 try:
     from simlabel_ext import _C
@@ -26,34 +28,11 @@ pytestmark = pytest.mark.skipif(
     "`pip install --no-build-isolation -e .` (or `python setup.py build_ext --inplace`)",
 )
 
-ALL_OPTIONS = [
-    SimLabelOptions(mode=m, kl_direction=d, contributors=c, soft_source=s, kl_weight=w, threshold=0.05)
-    for m, d, c, s, w in itertools.product(
-        ("skip", "simlabel", "simlabel+confidence"),
-        ("reverse", "forward"),
-        ("labelled", "all"),
-        ("predictions", "labels"),
-        ("uniform", "evidence"),
-    )
-    if not (s == "labels" and c == "all")
-]
+ALL_OPTIONS = [SimLabelOptions(threshold=0.05, **o) for o in SOFT_LABEL_OPTIONS]
 
 
 def option_id(o: SimLabelOptions) -> str:
     return f"{o.mode}-{o.kl_direction}-{o.contributors}-{o.soft_source}-{o.kl_weight}"
-
-
-def flags(o: SimLabelOptions) -> tuple:
-    """The kernel's flag arguments for ``o``: (soft, impute, threshold, reverse_kl, all, label_source, evidence)."""
-    return (
-        o.uses_soft_labels,
-        o.imputes,
-        float(o.threshold),
-        o.kl_direction == "reverse",
-        o.contributors == "all",
-        o.soft_source == "labels",
-        o.kl_weight == "evidence",
-    )
 
 
 def fused(logits, labels, similarity, o: SimLabelOptions):

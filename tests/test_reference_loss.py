@@ -10,7 +10,7 @@ import torch
 from simlabel_ext.ops import SimLabelOptions, confidence, simlabel_loss, simlabel_loss_reference, soft_labels
 from simlabel_ext.ops.options import LOG_Q_FLOOR
 
-_SOFT_LABEL_OPTIONS = [
+SOFT_LABEL_OPTIONS = [
     dict(mode=m, kl_direction=d, contributors=c, soft_source=s, kl_weight=w)
     for m, d, c, s, w in itertools.product(
         ("skip", "simlabel", "simlabel+confidence"),
@@ -23,8 +23,8 @@ _SOFT_LABEL_OPTIONS = [
 ]
 #: Every combination of the options that shape the soft labels and the loss terms (reduction "mean"), plus the
 #: other reductions, which only combine the sums, on a few of them.
-ALL_OPTIONS = [SimLabelOptions(reduction="mean", lam=0.7, **o) for o in _SOFT_LABEL_OPTIONS] + [
-    SimLabelOptions(reduction=r, lam=0.7, **o) for r in ("flat", "sum") for o in _SOFT_LABEL_OPTIONS[::7]
+ALL_OPTIONS = [SimLabelOptions(reduction="mean", lam=0.7, **o) for o in SOFT_LABEL_OPTIONS] + [
+    SimLabelOptions(reduction=r, lam=0.7, **o) for r in ("flat", "sum") for o in SOFT_LABEL_OPTIONS[::7]
 ]
 
 
