@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import kappa, plugins
+from . import kappa, plugins, train
 
 
 class UsageError(Exception):
@@ -25,14 +25,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     kappa.register(commands)
     plugins.register(commands)
+    train.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.run(args)
+        return args.run(args, extra) if getattr(args, "accepts_extra", False) else args.run(args)
     except (OSError, ValueError, UsageError) as exc:
         message = str(exc) if not isinstance(exc, OSError) else f"{exc.strerror}: {exc.filename}"
         print(f"simlabel {args.command}: error: {message}", file=sys.stderr)

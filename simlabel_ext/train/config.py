@@ -1,0 +1,183 @@
+"""The configuration of one training run: every option, its default and its meaning, in one dataclass.
+
+Defaults are the paper's (ALGORITHM.md §5): AdamW, lr 1e-4, weight decay 0.01, gradient-norm clip 1.0, linear
+warm-up over the first 20 % of steps then cosine decay, at most 200 epochs, early stopping with patience 25 on
+the validation loss. A run reads its configuration from a TOML or YAML file (:func:`load_config`), command-line
+overrides are applied on top (:meth:`TrainConfig.replace`), and the resolved configuration is saved with the run
+(:func:`write_config`) so that ``simlabel train --config RUN/config.toml`` repeats it.
+
+File layout (TOML; YAML has the same keys)::
+
+    dataset = "music"
+    model = "heads"
+    mode = "simlabel+confidence"
+    epochs = 200
+    [dataset_options]
+    data_dir = "../shared/data/music_genre"
+    [model_options]
+    hidden = 64
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..ops.options import CONTRIBUTORS, KL_DIRECTIONS, KL_WEIGHTS, MODES, REDUCTIONS, SOFT_SOURCES, SimLabelOptions
+from ..similarity import DEFAULT_N0
+
+__all__ = ["TrainConfig", "load_config", "write_config"]
+
+
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    metadata = {"help": help, "choices": choices}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every option of a training run (see each field's ``help`` metadata, shown by ``simlabel train --help``)."""
+
+    dataset: str = _opt("synthetic", "dataset plugin name (simlabel plugins lists them)")
+    dataset_options: dict = _opt({}, "options of the dataset plugin (seed and missing_rate come from this config)")
+    model: str = _opt("heads", "annotator-model plugin name")
+    model_options: dict = _opt({}, "options of the model plugin")
+    mode: str = _opt("simlabel+confidence", "skip, simlabel or simlabel+confidence", MODES)
+    seed: int = _opt(0, "seed of the split, the label removal, the model initialisation and the batch order")
+    missing_rate: float = _opt(0.0, "remove each training label with this probability before training (Table 4)")
+    epochs: int = _opt(200, "maximum number of epochs")
+    batch_size: int = _opt(64, "global batch size (items per optimizer step, summed over all processes)")
+    eval_batch_size: int = _opt(1024, "items per evaluation batch")
+    lr: float = _opt(1e-4, "AdamW learning rate")
+    weight_decay: float = _opt(0.01, "AdamW weight decay")
+    clip: float = _opt(1.0, "gradient-norm clip (0 = none)")
+    warmup: float = _opt(0.2, "fraction of all optimizer steps of linear learning-rate warm-up, then cosine decay")
+    patience: int = _opt(25, "early stopping: epochs without a lower validation loss (0 = never stop early)")
+    threshold: float = _opt(0.6, "confidence threshold T for imputation (conf >= T)")
+    kl_direction: str = _opt("reverse", "reverse = KL(p || p_soft) (paper); forward = KL(p_soft || p)", KL_DIRECTIONS)
+    reduction: str = _opt("mean", "mean = mean CE + lam * mean KL; flat = one mean over both; sum", REDUCTIONS)
+    lam: float = _opt(1.0, "weight lambda of the KL term")
+    lam_warmup_epochs: int = _opt(0, "ramp lambda linearly from lam/k to lam over the first k epochs (0 = none)")
+    contributors: str = _opt("labelled", "who forms a soft label: labelled = annotators that labelled the item; all",
+                             CONTRIBUTORS)
+    soft_source: str = _opt("predictions", "soft labels from contributors' predictions or observed labels",
+                            SOFT_SOURCES)
+    kl_weight: str = _opt("uniform", "uniform, or evidence = weight each KL term by min(1, similarity mass)",
+                          KL_WEIGHTS)
+    n0: float = _opt(DEFAULT_N0, "similarity shrinkage: kappa times n / (n + n0) for n shared items (0 = paper)")
+    min_overlap: int = _opt(0, "similarity is 0 for annotator pairs sharing fewer training items than this")
+    impute_start_epoch: int = _opt(0, "first epoch (0-based) whose confident soft labels are imputed")
+    imputed_as_targets: bool = _opt(False, "train imputed entries with CE as hard labels instead of the KL term")
+    device: str = _opt("auto", "auto (cuda if available, else cpu), cpu, cuda or cuda:K")
+    backend: str = _opt("auto", "simlabel_loss backend: auto (fused op) or reference", ("auto", "reference"))
+    progress: bool = _opt(True, "show a progress bar per epoch (rank 0, on a terminal)")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = type(f.default) if f.default is not dataclasses.MISSING else dict
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+                value = float(value)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"config option {f.name!r} expects {kind.__name__}; got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"config option {f.name!r} must be finite; got {value!r}")
+            choices = f.metadata.get("choices")
+            if choices and value not in choices:
+                raise ValueError(f"config option {f.name!r} = {value!r} is not one of {', '.join(choices)}")
+        positive = ("epochs", "batch_size", "eval_batch_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"config option {name!r} must be >= 1; got {getattr(self, name)}")
+        non_negative = ("seed", "lr", "weight_decay", "clip", "patience", "lam", "lam_warmup_epochs", "n0",
+                        "min_overlap", "impute_start_epoch")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ValueError(f"config option {name!r} must be >= 0; got {getattr(self, name)}")
+        if not 0.0 <= self.warmup <= 1.0 or not 0.0 <= self.missing_rate <= 1.0:
+            raise ValueError("config options 'warmup' and 'missing_rate' must lie in [0, 1]")
+        for name in ("seed", "missing_rate"):
+            if name in self.dataset_options:
+                raise ValueError(f"set {name!r} at the top level of the config, not in dataset_options")
+        self.loss_options(self.lam)  # validates the SimLabel options together
+
+    def loss_options(self, lam: float) -> SimLabelOptions:
+        """The :class:`SimLabelOptions` of one step with KL weight ``lam`` (the trainer sums, then normalises)."""
+        return SimLabelOptions(mode=self.mode, threshold=self.threshold, kl_direction=self.kl_direction,
+                               reduction=self.reduction, lam=lam, contributors=self.contributors,
+                               soft_source=self.soft_source, kl_weight=self.kl_weight)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with ``changes`` applied (unknown names are an error naming them)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown config option {unknown[0]!r}; the options are: {', '.join(sorted(known))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (str, int, float, bool, dict of those)."""
+        return {f.name: (dict(getattr(self, f.name)) if f.name.endswith("_options") else getattr(self, f.name))
+                for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a table of options at the top level")
+        try:
+            return cls().replace(**data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: {exc}") from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``, needs PyYAML) configuration file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    elif suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ModuleNotFoundError:
+            raise ValueError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or use a .toml file") from None
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    else:
+        raise ValueError(f"{path}: a config file must end in .toml, .yaml or .yml")
+    return TrainConfig.from_dict(data, str(path))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def write_config(config: TrainConfig, path: str | Path) -> None:
+    """Write ``config`` as TOML (scalars first, then the option tables); :func:`load_config` reads it back."""
+    data = config.to_dict()
+    lines = [f"{key} = {_toml_value(value)}" for key, value in data.items() if not isinstance(value, dict)]
+    for key, table in data.items():
+        if isinstance(table, dict):
+            lines += ["", f"[{key}]"] + [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in table.items()]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")

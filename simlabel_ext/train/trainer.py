@@ -1,0 +1,423 @@
+"""The training loop: Skip, SimLabel and SimLabel + Confidence (ALGORITHM.md §3–6), on one process or under DDP.
+
+It composes the rooms below it and owns no math: a dataset and a model from the registry, the loss from
+:func:`simlabel_ext.simlabel_loss`, the similarity from :class:`~simlabel_ext.similarity.SimilarityEngine`, the
+imputed labels in an :class:`~simlabel_ext.imputation.ImputationStore`.
+
+One optimizer step:
+
+1. this rank's share of the global batch → ``logits [b, A, C]`` → the op's loss *sums* and term counts;
+2. the counts are all-reduced, so the loss is normalised by the global counts (``reduction`` of the config) and
+   scaled by the world size, which DDP's gradient averaging undoes: the step equals a one-process step on the
+   whole global batch;
+3. backward, gradient clipping, AdamW, learning-rate schedule;
+4. in ``simlabel+confidence`` mode, the entries the op selected for imputation are all-gathered, put in
+   (item, annotator) order, written to the store (observed labels are never touched) and applied to the engine
+   incrementally; the next step uses the refreshed similarity.
+
+The similarity is computed from the *training* split's observed labels plus the imputed ones: validation and
+test labels never influence training. Every rank holds the same store and engine.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..data import CrowdDataset
+from ..imputation import ImputationStore
+from ..ops import simlabel_loss
+from ..ops.options import combine_loss
+from ..registry import get_registry
+from ..similarity import SimilarityEngine
+from . import checkpoint as ckpt
+from .config import TrainConfig, write_config
+from .distributed import Distributed
+from .evaluate import SplitMetrics, evaluate_split
+from .outputs import write_outputs
+from .sampler import ShardedBatches
+from .schedule import build_optimizer, kl_weight
+
+__all__ = ["CHECKPOINT_FORMAT", "Trainer", "load_run_dataset"]
+
+CHECKPOINT_FORMAT = "simlabel-checkpoint-1"
+_REQUIRED = ("format", "epoch", "global_step", "config", "model", "optimizer", "scheduler", "rng_states", "store",
+             "kappa", "early_stopping", "history")
+_RUNTIME_ONLY = ("device", "progress")  # options a resumed run may change
+
+
+def load_run_dataset(config: TrainConfig) -> CrowdDataset:
+    """The dataset of ``config`` (its plugin's options plus the config's ``seed`` and ``missing_rate``)."""
+    options = dict(config.dataset_options, seed=config.seed, missing_rate=config.missing_rate)
+    return get_registry().load_dataset(config.dataset, **options)
+
+
+class Trainer:
+    """One training run writing into ``out_dir`` (see :mod:`simlabel_ext.train.outputs` for the files).
+
+    ``dist`` is the data-parallel context (default: one process on ``config.device``); ``dataset`` may be given
+    to skip loading it again; ``log`` receives one line per epoch (default: stderr and ``out_dir/train.log``);
+    ``on_epoch_end(trainer, record)`` is called on every rank after each epoch, before its checkpoint.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir: str | Path,
+        *,
+        dist: Distributed | None = None,
+        dataset: CrowdDataset | None = None,
+        log: Callable[[str], None] | None = None,
+        on_epoch_end: Callable[["Trainer", dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.dist = dist if dist is not None else Distributed(device=_device(config.device))
+        self.dataset = dataset if dataset is not None else load_run_dataset(config)
+        self._log = log
+        self._on_epoch_end = on_epoch_end
+        data = self.dataset
+        n, a, c = data.num_items, data.num_annotators, data.num_classes
+        in_train = torch.zeros(n, dtype=torch.bool)
+        in_train[data.split.train] = True
+        #: observed training labels [N, A]: the only labels training (and the similarity) may see
+        self.train_labels = data.annotations.labels.masked_fill(~in_train.unsqueeze(1), -1)
+        self.store = ImputationStore(self.train_labels, c)
+        self.engine = SimilarityEngine(self.train_labels, c, n0=config.n0, min_overlap=config.min_overlap)
+        self.initial_kappa = self.engine.kappa()
+        self.initial_similarity = self.engine.similarity()
+        self._similarity_cpu = self.initial_similarity.clone()
+        device = self.dist.device
+        self.similarity = self._similarity_cpu.to(device)
+        self.inputs = data.inputs.to(device)
+        self.batches = ShardedBatches(data.split.train, config.batch_size, config.seed, self.dist.rank,
+                                      self.dist.world_size)
+        torch.manual_seed(config.seed)
+        self.model = get_registry().build_model(config.model, data.input_spec, a, c, **config.model_options).to(device)
+        self.network = self.model
+        if self.dist.active:
+            ids = [device.index] if device.type == "cuda" else None
+            self.network = DistributedDataParallel(self.model, device_ids=ids)
+        self.total_steps = config.epochs * len(self.batches)
+        self.optimizer, self.scheduler = build_optimizer(self.model.parameters(), config.lr, config.weight_decay,
+                                                         self.total_steps, config.warmup)
+        self.epoch = 0  # epochs completed
+        self.global_step = 0
+        self.best = {"loss": math.inf, "epoch": -1, "bad_epochs": 0}
+        self.history: list[dict[str, Any]] = []
+
+    # ---------------------------------------------------------------- paths and logging
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    @property
+    def best_path(self) -> Path:
+        return self.checkpoint_dir / "best.pt"
+
+    def log(self, line: str) -> None:
+        if not self.dist.is_main:
+            return
+        if self._log is not None:
+            self._log(line)
+            return
+        print(line, file=sys.stderr, flush=True)
+        with open(self.out_dir / "train.log", "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs: tensors and plain data only."""
+        rng = torch.get_rng_state()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng_states": self.dist.all_gather_rows(rng.unsqueeze(0)),
+            "cuda_rng_state": torch.cuda.get_rng_state(self.dist.device) if self.dist.device.type == "cuda" else None,
+            "store": self.store.state_dict(),
+            "kappa": self.engine.kappa(),
+            "early_stopping": dict(self.best),
+            "history": list(self.history),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: str) -> None:
+        if state["format"] != CHECKPOINT_FORMAT:
+            raise ckpt.CheckpointError(f"{source}: unknown checkpoint format {state['format']!r}")
+        saved = TrainConfig.from_dict(state["config"], source).to_dict()
+        current = self.config.to_dict()
+        for key in current:
+            if key not in _RUNTIME_ONLY and saved[key] != current[key]:
+                raise ValueError(f"cannot resume from {source}: option {key!r} was {saved[key]!r} there but is "
+                                 f"{current[key]!r} now")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        rngs = state["rng_states"]
+        torch.set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world_size else rngs[0])
+        if state.get("cuda_rng_state") is not None and self.dist.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng_state"], self.dist.device)
+        self.store.load_state_dict(state["store"])
+        self.engine = SimilarityEngine(self.store.labels(), self.dataset.num_classes, n0=self.config.n0,
+                                       min_overlap=self.config.min_overlap)
+        if not torch.equal(self.engine.kappa().isnan(), state["kappa"].isnan()) or not torch.allclose(
+            self.engine.kappa().nan_to_num(), state["kappa"].nan_to_num(), rtol=0, atol=1e-12
+        ):
+            raise ckpt.CheckpointError(f"{source}: its similarity statistics do not match its imputation store")
+        self._refresh_similarity()
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.best = dict(state["early_stopping"])
+        self.history = list(state["history"])
+
+    def resume(self) -> bool:
+        """Continue from the newest readable epoch checkpoint of ``out_dir``; False if there is none."""
+        found = ckpt.load_latest(self.checkpoint_dir, _REQUIRED)
+        if found is None:
+            return False
+        state, path = found
+        self.load_state_dict(state, str(path))
+        self.log(f"resumed from {path} (epoch {self.epoch}, step {self.global_step}, {len(self.store)} imputed)")
+        return True
+
+    def _save_checkpoint(self, improved: bool) -> None:
+        state = self.state_dict()  # a collective: every rank takes part
+        if self.dist.is_main:
+            if improved:
+                ckpt.save_atomic({"format": CHECKPOINT_FORMAT, "epoch": self.epoch - 1,
+                                  "model": state["model"], "val_loss": self.best["loss"]}, self.best_path)
+            ckpt.save_epoch_checkpoint(state, self.checkpoint_dir, self.epoch)
+        self.dist.barrier()
+
+    # ---------------------------------------------------------------- one step
+    def _refresh_similarity(self) -> None:
+        self.engine.similarity(out=self._similarity_cpu)
+        self.similarity.copy_(self._similarity_cpu)
+
+    def _step(self, items: torch.Tensor, lam: float, totals: torch.Tensor) -> None:
+        config, device = self.config, self.dist.device
+        options = config.loss_options(lam)
+        source = self.store.labels() if config.imputed_as_targets else self.train_labels
+        labels = source[items].to(device)
+        out = self.network(self.inputs[items.to(device)], labels)
+        step = simlabel_loss(out.logits, labels, self.similarity, mode=config.mode, threshold=config.threshold,
+                             kl_direction=config.kl_direction, reduction="sum", lam=lam,
+                             contributors=config.contributors, soft_source=config.soft_source,
+                             kl_weight=config.kl_weight, backend=config.backend)
+        counts = self.dist.all_reduce_sum(torch.stack([step.n_ce, step.n_kl]).cpu())
+        loss = combine_loss(step.ce_sum, step.kl_sum, counts[0].to(device), counts[1].to(device), options)
+        loss = loss * self.dist.world_size + out.aux_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        totals += torch.stack([step.ce_sum.detach().double().cpu(), step.kl_sum.detach().double().cpu(),
+                               step.n_ce.double().cpu(), step.n_kl.double().cpu()])
+        if options.imputes and self.epoch >= config.impute_start_epoch:
+            self._impute(items, step.impute_mask, step.soft_argmax, step.confidence)
+        self.global_step += 1
+
+    def _impute(self, items, mask, classes, confidence) -> None:
+        """Gather every rank's selected entries, apply them in (item, annotator) order, refresh S."""
+        rows, annotators = mask.cpu().nonzero(as_tuple=True)
+        local = torch.stack([items[rows], annotators, classes.cpu()[rows, annotators],
+                             confidence.detach().float().cpu()[rows, annotators].view(torch.int32).long()], 1)
+        chosen = self.dist.all_gather_rows(local)
+        if len(chosen) == 0:
+            return
+        order = torch.argsort(chosen[:, 0] * self.dataset.num_annotators + chosen[:, 1])
+        chosen = chosen[order]
+        conf = chosen[:, 3].to(torch.int32).view(torch.float32)
+        change = self.store.update(chosen[:, 0], chosen[:, 1], chosen[:, 2], conf, epoch=self.epoch,
+                                   step=self.global_step)
+        if len(change):
+            self.engine.set_labels(change.items, change.annotators, change.classes)
+            self._refresh_similarity()
+
+    # ---------------------------------------------------------------- epochs
+    def _imputation_accuracy(self) -> tuple[int, float]:
+        """(number scored, accuracy) of imputed labels at entries whose real label was removed on purpose."""
+        data = self.dataset
+        if data.removed is None:
+            return 0, math.nan
+        scored = data.removed & (self.store.classes >= 0)
+        n = int(scored.sum())
+        if n == 0:
+            return 0, math.nan
+        return n, float((self.store.classes[scored] == data.original.labels[scored]).double().mean())
+
+    def _run_epoch(self) -> dict[str, Any]:
+        config = self.config
+        start = time.perf_counter()
+        lam = kl_weight(config.lam, self.epoch, config.lam_warmup_epochs)
+        totals = torch.zeros(4, dtype=torch.float64)
+        self.network.train()
+        steps = self.batches.epoch(self.epoch)
+        bar = None
+        if self.dist.is_main and config.progress and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            bar = tqdm(steps, total=len(self.batches), desc=f"epoch {self.epoch + 1}/{config.epochs}", leave=False,
+                       file=sys.stderr, unit="step")
+            steps = bar
+        for items in steps:
+            self._step(items, lam, totals)
+        if bar is not None:
+            bar.close()
+        totals = self.dist.all_reduce_sum(totals)
+        val = evaluate_split(self.model, self.inputs, self.dataset.annotations.labels, self.dataset.split.val,
+                             self.dist, config.eval_batch_size)
+        scored, imp_acc = self._imputation_accuracy()
+        s = self._similarity_cpu
+        a = s.shape[0]
+        record = {
+            "epoch": self.epoch,
+            "step": self.global_step,
+            "lr": float(self.scheduler.get_last_lr()[0]),
+            "lam": lam,
+            "ce": float(totals[0] / max(totals[2], 1)),
+            "kl": float(totals[1] / max(totals[3], 1)),
+            "ce_terms": int(totals[2]),
+            "kl_terms": int(totals[3]),
+            "imputed": len(self.store),
+            "imputations_scored": scored,
+            "imputation_accuracy": imp_acc,
+            "mean_similarity": float(s.sum() / (a * (a - 1))) if a > 1 else 0.0,
+            "val_loss": val.loss,
+            "val_avg": val.avg,
+            "val_micro": val.micro,
+            "seconds": time.perf_counter() - start,
+        }
+        return record
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train (or continue, with ``resume``), then evaluate the best-validation model on the test split and
+        write the run's outputs. Returns the content of ``metrics.json``."""
+        config = self.config
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.dist.barrier()
+        resumed = self.resume() if resume else False
+        if not resumed:
+            if self.dist.is_main and (ckpt.epoch_checkpoints(self.checkpoint_dir) or (self.out_dir / "metrics.json").exists()):
+                raise ValueError(f"{self.out_dir} already holds a run; pass --resume to continue it or choose "
+                                 "another --out")
+            self.dist.barrier()
+        if self.dist.is_main:
+            write_config(config, self.out_dir / "config.toml")
+            if not resumed:
+                self.log(self._describe())
+        started = time.perf_counter()
+        while self.epoch < config.epochs and not self._stopped():
+            record = self._run_epoch()
+            self.epoch += 1
+            self.history.append(record)
+            improved = self._early_stopping(record["val_loss"])
+            self.log(_epoch_line(record, config.epochs, improved))
+            if self._on_epoch_end is not None:
+                self._on_epoch_end(self, record)
+            self._save_checkpoint(improved)
+        return self._finish(time.perf_counter() - started)
+
+    def _stopped(self) -> bool:
+        patience = self.config.patience
+        return patience > 0 and self.best["bad_epochs"] >= patience
+
+    def _early_stopping(self, val_loss: float) -> bool:
+        """Update the early-stopping state with this epoch's validation loss; True if it is the best so far."""
+        if math.isnan(val_loss) or val_loss < self.best["loss"]:  # no validation labels: the last epoch is best
+            self.best = {"loss": val_loss if not math.isnan(val_loss) else math.inf, "epoch": self.epoch - 1,
+                         "bad_epochs": 0}
+            return True
+        self.best["bad_epochs"] += 1
+        return False
+
+    def _finish(self, seconds: float) -> dict[str, Any]:
+        self.dist.barrier()
+        if self.best_path.exists():
+            self.model.load_state_dict(ckpt.load_checkpoint(self.best_path, ("model",))["model"])
+        data = self.dataset
+        test = evaluate_split(self.model, self.inputs, data.annotations.labels, data.split.test, self.dist,
+                              self.config.eval_batch_size)
+        scored, imp_acc = self._imputation_accuracy()
+        metrics = _metrics(self, test, scored, imp_acc, seconds)
+        if self.dist.is_main:
+            write_outputs(self.out_dir, metrics, self.history, self.store, data, {
+                "kappa_initial": self.initial_kappa, "kappa_final": self.engine.kappa(),
+                "similarity_initial": self.initial_similarity, "similarity_final": self._similarity_cpu.clone(),
+                "overlap_initial": SimilarityEngine(self.train_labels, data.num_classes).overlap(),
+            })
+            self.log(f"test: Avg {metrics['avg_accuracy']:.4f}  micro {metrics['micro_accuracy']:.4f}  "
+                     f"({metrics['annotators_with_test_labels']} annotators, {test.labels} labels); "
+                     f"best epoch {metrics['best_epoch'] + 1}; {metrics['imputations']} imputed; "
+                     f"outputs in {self.out_dir}")
+        self.dist.barrier()
+        return metrics
+
+    def _describe(self) -> str:
+        data, config = self.dataset, self.config
+        n_train = len(data.split.train)
+        present = int((self.train_labels >= 0).sum())
+        return (f"run: dataset {config.dataset} ({data.num_items} items, {data.num_annotators} annotators, "
+                f"{data.num_classes} classes; {n_train} training items with {present} labels, "
+                f"{1 - present / max(1, n_train * data.num_annotators):.1%} missing), model {config.model}, "
+                f"mode {config.mode}, seed {config.seed}, missing rate {config.missing_rate}, "
+                f"{self.dist.world_size} process(es) on {self.dist.device}, {len(self.batches)} steps per epoch")
+
+
+def _device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def _epoch_line(r: dict[str, Any], epochs: int, improved: bool) -> str:
+    return (f"epoch {r['epoch'] + 1}/{epochs}  ce {r['ce']:.4f} (n={r['ce_terms']})  kl {r['kl']:.4f} "
+            f"(n={r['kl_terms']}, lam={r['lam']:g})  imputed {r['imputed']}"
+            + (f" (acc {r['imputation_accuracy']:.3f} on {r['imputations_scored']} removed)"
+               if r["imputations_scored"] else "")
+            + f"  S mean {r['mean_similarity']:.4f}  val loss {r['val_loss']:.4f} Avg {r['val_avg']:.4f} "
+            f"micro {r['val_micro']:.4f}  lr {r['lr']:.2e}  {r['seconds']:.1f}s" + ("  *" if improved else ""))
+
+
+def _metrics(trainer: Trainer, test: SplitMetrics, scored: int, imp_acc: float, seconds: float) -> dict[str, Any]:
+    data, config = trainer.dataset, trainer.config
+    accuracy = test.accuracy
+    return {
+        "dataset": config.dataset,
+        "model": config.model,
+        "mode": config.mode,
+        "seed": config.seed,
+        "missing_rate": config.missing_rate,
+        "annotators": [
+            {"id": ann, "accuracy": None if math.isnan(float(accuracy[k])) else float(accuracy[k]),
+             "test_count": int(test.count[k])}
+            for k, ann in enumerate(data.annotations.annotator_ids)
+        ],
+        "avg_accuracy": test.avg,
+        "micro_accuracy": test.micro,
+        "annotators_with_test_labels": int((test.count > 0).sum()),
+        "test_labels": test.labels,
+        "test_loss": test.loss,
+        "imputations": len(trainer.store),
+        "imputations_scored": scored,
+        "imputation_accuracy": None if math.isnan(imp_acc) else imp_acc,
+        "best_epoch": trainer.best["epoch"],
+        "best_val_loss": trainer.best["loss"],
+        "epochs_run": trainer.epoch,
+        "steps": trainer.global_step,
+        "world_size": trainer.dist.world_size,
+        "train_seconds": seconds,
+    }
