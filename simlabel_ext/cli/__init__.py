@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import kappa, plugins, train
+from . import compare, impute, kappa, plugins, train
 
 
 class UsageError(Exception):
@@ -26,12 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
     kappa.register(commands)
     plugins.register(commands)
     train.register(commands)
+    compare.register(commands)
+    impute.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
+    args.argv = argv
     if extra and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

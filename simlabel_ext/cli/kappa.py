@@ -41,6 +41,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="shrinkage of S: kappa is scaled by n / (n + n0) for n shared items (0 = the paper)",
     )
     p.add_argument("--min-overlap", type=int, default=0, help="S is 0 for pairs sharing fewer items than this")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="also draw the kappa heat map here, annotators ordered by clustering (needs matplotlib)")
     p.add_argument(
         "--backend", choices=("auto", "cpp", "torch"), default="auto", help="similarity engine implementation"
     )
@@ -86,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         write_pair_matrix(args.overlap_out, ids, engine.overlap(), integer=True)
     if args.similarity_out:
         write_pair_matrix(args.similarity_out, ids, engine.similarity(dtype=torch.float64))
+    if args.plot:
+        from ..report.plots import plot_similarity_heatmaps
+
+        plot_similarity_heatmaps(args.plot, [(f"Cohen's kappa: {args.answers}", kappa.numpy())], ids)
     off_diagonal = ~torch.eye(len(ids), dtype=torch.bool)
     defined = kappa[off_diagonal & ~kappa.isnan()]
     summary = matrix.summary()

@@ -14,7 +14,7 @@ reading problem raises :class:`AnnotationFormatError` naming the file, the line 
 from __future__ import annotations
 
 from .annotations import AnnotationMatrix, AnnotationSummary, from_arrays
-from .formats import AnnotationFormatError, read_long, read_wide, write_long, write_wide
+from .formats import AnnotationFormatError, read_long, read_wide, write_long, write_table, write_wide
 from .inputs import INPUT_KINDS, InputSpec
 from .dataset import SPLIT_FRACTIONS, CrowdDataset, Split, make_dataset, simulate_missing, split_items, standardize
 
@@ -26,6 +26,7 @@ __all__ = [
     "read_long",
     "read_wide",
     "write_long",
+    "write_table",
     "write_wide",
     "INPUT_KINDS",
     "InputSpec",

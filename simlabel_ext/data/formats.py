@@ -45,7 +45,7 @@ import torch
 
 from .annotations import AnnotationMatrix
 
-__all__ = ["AnnotationFormatError", "read_long", "write_long", "read_wide", "write_wide"]
+__all__ = ["AnnotationFormatError", "read_long", "write_long", "read_wide", "write_table", "write_wide"]
 
 PathLike = str | os.PathLike
 
@@ -142,8 +142,9 @@ class _Table:
                 yield f"line {start}", [row[i].strip() for i in used]
 
 
-def _write_table(path: PathLike, file_format: str | None, header: list[str], rows: list[list[str | None]]) -> None:
-    """Write ``rows`` (``None`` = empty cell / null) under ``header``."""
+def write_table(path: PathLike, file_format: str | None, header: list[str], rows: list[list[str | None]]) -> None:
+    """Write ``rows`` of strings (``None`` = empty cell / null) under ``header`` as CSV, TSV (``.tsv``) or Parquet
+    (``.parquet`` or ``file_format="parquet"``, needs pyarrow)."""
     path = Path(path)
     if _file_format(path, file_format) == "parquet":
         pa, pq = _pyarrow()
@@ -304,7 +305,7 @@ def write_long(
         [matrix.item_ids[i], matrix.annotator_ids[j], matrix.class_names[int(labels[i, j])]]
         for i, j in (labels >= 0).nonzero().tolist()
     ]
-    _write_table(path, file_format, [task_col, worker_col, label_col], rows)
+    write_table(path, file_format, [task_col, worker_col, label_col], rows)
 
 
 # ---------------------------------------------------------------------------------------------------- wide
@@ -384,4 +385,4 @@ def write_wide(
         [item, *(names[k] if k >= 0 else None for k in row)]
         for item, row in zip(matrix.item_ids, matrix.labels.cpu().tolist())
     ]
-    _write_table(path, file_format, [task_col, *matrix.annotator_ids], rows)
+    write_table(path, file_format, [task_col, *matrix.annotator_ids], rows)

@@ -1,0 +1,126 @@
+"""A comparison grid: every (model, mode, seed, missing rate) run of one base config, resumable, optionally parallel.
+
+Each run lives in ``OUT/runs/<model>/<mode>/mr<rate>/seed<seed>/`` (a normal :class:`~simlabel_ext.train.Trainer`
+run directory). A run whose ``metrics.json`` exists is finished and is not repeated; one with checkpoints but no
+metrics is resumed from its newest readable checkpoint. With ``jobs > 1`` runs execute in that many worker
+processes (spawned, each with ``torch.set_num_threads(threads)``).
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..train import TrainConfig, Trainer
+from ..train.checkpoint import epoch_checkpoints
+
+__all__ = ["GridRun", "expand_grid", "run_grid"]
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One cell of the grid: its config and its run directory."""
+
+    config: TrainConfig
+    out_dir: Path
+
+    @property
+    def finished(self) -> bool:
+        return (self.out_dir / "metrics.json").is_file()
+
+    @property
+    def started(self) -> bool:
+        return bool(epoch_checkpoints(self.out_dir / "checkpoints"))
+
+    def metrics(self) -> dict[str, Any]:
+        return json.loads((self.out_dir / "metrics.json").read_text(encoding="utf-8"))
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        return f"{c.model} {c.mode} missing {c.missing_rate:g} seed {c.seed}"
+
+
+def run_dir(root: Path, config: TrainConfig) -> Path:
+    return root / "runs" / config.model / config.mode.replace("+", "-") / f"mr{config.missing_rate:g}" / \
+        f"seed{config.seed}"
+
+
+def expand_grid(
+    base: TrainConfig,
+    root: str | Path,
+    models: Sequence[str],
+    modes: Sequence[str],
+    seeds: Sequence[int],
+    missing_rates: Sequence[float],
+) -> list[GridRun]:
+    """The grid's runs, ordered missing rate → seed → model → mode (so every seed's Skip baseline comes early)."""
+    root = Path(root)
+    runs = []
+    for rate in missing_rates:
+        for seed in seeds:
+            for model in models:
+                model_options = base.model_options if model == base.model else {}
+                for mode in modes:
+                    config = base.replace(model=model, model_options=dict(model_options), mode=mode, seed=int(seed),
+                                          missing_rate=float(rate))
+                    runs.append(GridRun(config, run_dir(root, config)))
+    return runs
+
+
+def _train(config_dict: dict[str, Any], out_dir: str, threads: int | None) -> dict[str, Any]:
+    """Train one run (in this process or a worker); its log goes to its own ``train.log`` only."""
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(line: str) -> None:
+        with open(out / "train.log", "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    config = TrainConfig.from_dict(config_dict).replace(progress=False)
+    resume = bool(epoch_checkpoints(out / "checkpoints"))
+    return Trainer(config, out, log=log).fit(resume=resume)
+
+
+def run_grid(
+    runs: Sequence[GridRun],
+    *,
+    jobs: int = 1,
+    threads: int | None = None,
+    on_done: Callable[[GridRun, dict[str, Any], bool], None] | None = None,
+) -> Iterator[tuple[GridRun, dict[str, Any]]]:
+    """Train every unfinished run and yield ``(run, metrics)`` for every run (finished ones first).
+
+    ``on_done(run, metrics, reused)`` is called as each run completes (``reused``: it was finished before).
+    """
+    for run in runs:
+        if run.finished:
+            metrics = run.metrics()
+            if on_done:
+                on_done(run, metrics, True)
+            yield run, metrics
+    todo = [run for run in runs if not run.finished]
+    if jobs <= 1:
+        for run in todo:
+            metrics = _train(run.config.to_dict(), str(run.out_dir), threads)
+            if on_done:
+                on_done(run, metrics, False)
+            yield run, metrics
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(_train, run.config.to_dict(), str(run.out_dir), threads): run for run in todo}
+        for future in as_completed(futures):
+            run = futures[future]
+            metrics = future.result()
+            if on_done:
+                on_done(run, metrics, False)
+            yield run, metrics

@@ -1,0 +1,123 @@
+"""The comparison table: one row per (missing rate, model, mode), mean ± std over seeds, gain over Skip.
+
+Input: the ``metrics.json`` dicts of finished runs (:mod:`simlabel_ext.train.outputs`). Accuracies are fractions
+in [0, 1] in the data and percentages in the rendered tables. ``std`` is the sample standard deviation over
+seeds (0 with one seed). The gain of a mode over Skip is computed per seed (same split, same removed labels)
+and then averaged, so its std is that of the paired difference.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["aggregate", "markdown_tables", "write_csv"]
+
+#: Above this many annotators the Markdown table leaves out the per-annotator columns (they stay in the CSV).
+MAX_ANNOTATOR_COLUMNS = 13
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std (0 for one value); ``(nan, nan)`` for none."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _key(m: dict[str, Any]) -> tuple[float, str, str]:
+    return float(m["missing_rate"]), m["model"], m["mode"]
+
+
+def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (missing rate, model, mode) in first-seen order (see the module docstring for the fields)."""
+    groups: dict[tuple[float, str, str], list[dict[str, Any]]] = {}
+    for m in runs:
+        groups.setdefault(_key(m), []).append(m)
+    skip_avg = {(float(m["missing_rate"]), m["model"], m["seed"]): m["avg_accuracy"] for m in runs
+                if m["mode"] == "skip"}
+    rows = []
+    for (rate, model, mode), members in groups.items():
+        members = sorted(members, key=lambda m: m["seed"])
+        annotators = [a["id"] for a in members[0]["annotators"]]
+        per_annotator = {}
+        for k, ann in enumerate(annotators):
+            mean, std = mean_std([m["annotators"][k]["accuracy"] for m in members])
+            per_annotator[ann] = {"mean": mean, "std": std,
+                                  "test_count": sum(m["annotators"][k]["test_count"] for m in members)}
+        gains = [m["avg_accuracy"] - skip_avg[(rate, model, m["seed"])] for m in members
+                 if (rate, model, m["seed"]) in skip_avg]
+        avg, micro, gain = mean_std([m["avg_accuracy"] for m in members]), \
+            mean_std([m["micro_accuracy"] for m in members]), mean_std(gains)
+        imputed = mean_std([float(m["imputations"]) for m in members])
+        imp_acc = mean_std([m["imputation_accuracy"] for m in members])
+        rows.append({
+            "missing_rate": rate, "model": model, "mode": mode, "seeds": [m["seed"] for m in members],
+            "avg_mean": avg[0], "avg_std": avg[1], "micro_mean": micro[0], "micro_std": micro[1],
+            "gain_mean": gain[0] if mode != "skip" else 0.0, "gain_std": gain[1] if mode != "skip" else 0.0,
+            "imputations_mean": imputed[0], "imputation_accuracy_mean": imp_acc[0],
+            "per_annotator": per_annotator,
+        })
+    return rows
+
+
+def _pct(mean: float, std: float | None = None, signed: bool = False) -> str:
+    if mean is None or math.isnan(mean):
+        return "–"
+    text = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
+    return text if std is None or math.isnan(std) else f"{text} ± {100 * std:.1f}"
+
+
+def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
+    """One Markdown table per missing rate, like the paper's Tables 2–4 (percentages, mean ± std over seeds)."""
+    out = []
+    for rate in sorted({r["missing_rate"] for r in rows}):
+        part = [r for r in rows if r["missing_rate"] == rate]
+        annotators = list(part[0]["per_annotator"])
+        wide = len(annotators) <= MAX_ANNOTATOR_COLUMNS
+        seeds = sorted({s for r in part for s in r["seeds"]})
+        title = "natural missingness" if rate == 0 else f"extra missing rate {rate:g} of the training labels removed"
+        out.append(f"### {title}\n")
+        out.append(f"Per-annotator test accuracy (%), mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))});"
+                   " Δ Skip: paired gain in Avg over Skip." + ("" if wide else
+                   f" {len(annotators)} annotators: per-annotator columns are in results.csv."))
+        out.append("")
+        header = ["Model", "Mode"] + (annotators if wide else []) + ["Avg", "Δ Skip", "micro", "imputed", "imp. acc"]
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
+        for r in part:
+            cells = [r["model"], r["mode"]]
+            if wide:
+                cells += [_pct(r["per_annotator"][a]["mean"], r["per_annotator"][a]["std"]) for a in annotators]
+            cells += [
+                f"**{_pct(r['avg_mean'], r['avg_std'])}**",
+                "–" if r["mode"] == "skip" else _pct(r["gain_mean"], r["gain_std"], signed=True),
+                _pct(r["micro_mean"], r["micro_std"]),
+                "–" if r["mode"] != "simlabel+confidence" else f"{r['imputations_mean']:.0f}",
+                _pct(r["imputation_accuracy_mean"]),
+            ]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
+    """The aggregated table as CSV, accuracies as fractions; one ``acc_<annotator>`` column per annotator."""
+    annotators: list[str] = []
+    for r in rows:
+        annotators += [a for a in r["per_annotator"] if a not in annotators]
+    fields = ["missing_rate", "model", "mode", "seeds", "avg_mean", "avg_std", "gain_mean", "gain_std", "micro_mean",
+              "micro_std", "imputations_mean", "imputation_accuracy_mean"] + [f"acc_{a}" for a in annotators]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(fields)
+        for r in rows:
+            values = [r[f] for f in fields[:12]]
+            values[3] = " ".join(map(str, r["seeds"]))
+            values += [r["per_annotator"].get(a, {}).get("mean", math.nan) for a in annotators]
+            writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in values])
