@@ -3,6 +3,7 @@ pip (a real third-party distribution from tests/fixtures/third_party_plugin) and
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import shutil
 import subprocess
 import sys
@@ -340,3 +341,19 @@ def test_simlabel_plugins_help(capsys):
     assert info.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "with the distribution that provides it" in out and "Plugins that failed to load" in out
+
+
+def test_pip_installed_plugin_trains_through_simlabel_train(installed_plugin, monkeypatch, tmp_path, capsys):
+    # The README's plugin example (this fixture, verbatim: tests/test_readme.py) used like a built-in.
+    monkeypatch.syspath_prepend(str(installed_plugin))
+    monkeypatch.setattr(manager, "_default", None)
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "toy-data", "--model", "toy-model", "--model-option", "scale=2", "--epochs", "3",
+            "--lr", "1e-2", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["dataset"], metrics["model"], metrics["epochs_run"]) == ("toy-data", "toy-model", 3)
+    assert [a["id"] for a in metrics["annotators"]] == ["0", "1", "2"]
+    assert sum(a["test_count"] for a in metrics["annotators"]) == metrics["test_labels"] > 0
+    assert main(argv[:-2] + ["--missing-rate", "0.5", "--out", str(tmp_path / "other")]) == 2
+    assert "dataset 'toy-data' has no option 'missing_rate'" in capsys.readouterr().err

@@ -16,8 +16,20 @@ class UsageError(Exception):
     """A problem with the user's input; reported as one line with exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with whole option names only (a dataset flag such as ``--missing`` must never be read as an
+    abbreviation of ``--missing-rate``) and with its errors raised as :class:`UsageError` (one line, status 2)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="simlabel",
         description="Multi-annotator learning with missing labels (SimLabel).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -34,10 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, extra = parser.parse_known_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "accepts_extra", False):
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+    except UsageError as exc:
+        command = argv[0] if argv and not argv[0].startswith("-") else ""
+        print(f"simlabel{' ' + command if command else ''}: error: {exc}", file=sys.stderr)
+        return 2
     args.argv = argv
-    if extra and not getattr(args, "accepts_extra", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.run(args, extra) if getattr(args, "accepts_extra", False) else args.run(args)
     except (OSError, ValueError, UsageError) as exc:

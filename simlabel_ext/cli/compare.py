@@ -16,6 +16,7 @@ from ..experiment import expand_grid, run_grid
 from ..ops.options import MODES
 from ..registry import get_registry
 from ..report import write_report
+from ..report.tables import defined
 from ..train import load_run_dataset
 from .train import add_config_arguments, resolve_config
 
@@ -36,6 +37,10 @@ def _list(text: str, kind: type, what: str) -> list:
     if len(set(values)) != len(values):
         raise ValueError(f"--{what} repeats a value: {text!r}")
     return values
+
+
+def _percent(value: float | None) -> str:
+    return f"{100 * value:.1f}" if defined(value) else "n/a"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -113,7 +118,7 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     def done(run, metrics, reused) -> None:
-        line = (f"  {run.label}: Avg {100 * metrics['avg_accuracy']:.1f}  micro {100 * metrics['micro_accuracy']:.1f}"
+        line = (f"  {run.label}: Avg {_percent(metrics['avg_accuracy'])}  micro {_percent(metrics['micro_accuracy'])}"
                 f"  imputed {metrics['imputations']}" + ("  (reused)" if reused else
                                                          f"  ({metrics['train_seconds']:.0f} s)"))
         if bar is not None:

@@ -57,11 +57,15 @@ def _dataset_flags(dataset: str, extra: list[str]) -> dict[str, str]:
     if not extra:
         return {}
     spec = get_registry().dataset(dataset).spec
-    parser = argparse.ArgumentParser(prog=f"dataset {dataset!r}", add_help=False, exit_on_error=False)
+    parser = argparse.ArgumentParser(prog=f"dataset {dataset!r}", add_help=False, allow_abbrev=False,
+                                     exit_on_error=False)
     for option in spec.option_specs:
         if option.name not in ("seed", "missing_rate"):
             parser.add_argument(flag(option.name), dest=option.name, default=None)
-    known, unknown = parser.parse_known_args(extra)
+    try:
+        known, unknown = parser.parse_known_args(extra)
+    except argparse.ArgumentError as exc:
+        raise ValueError(f"dataset {dataset!r}: {exc}") from None
     if unknown:
         names = ", ".join(flag(o.name) for o in spec.option_specs if o.name not in ("seed", "missing_rate"))
         raise ValueError(f"unrecognised argument {unknown[0]!r} (dataset {dataset!r} takes {names or 'no options'})")

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..train import TrainConfig, Trainer
+from ..train import TrainConfig, Trainer, load_config
 from ..train.checkpoint import epoch_checkpoints
 
 __all__ = ["GridRun", "expand_grid", "run_grid"]
@@ -38,6 +38,17 @@ class GridRun:
     def started(self) -> bool:
         return bool(epoch_checkpoints(self.out_dir / "checkpoints"))
 
+    def check_reusable(self) -> None:
+        """``ValueError`` if this run's directory already holds a run made with other options."""
+        saved = self.out_dir / "config.toml"
+        if not saved.is_file():
+            return
+        changed = load_config(saved).differences(self.config)
+        if changed:
+            key, before, now = changed[0]
+            raise ValueError(f"{self.out_dir} holds a run with {key}={before!r}, but this comparison asks for "
+                             f"{key}={now!r}; use another --out (or delete that run)")
+
     def metrics(self) -> dict[str, Any]:
         return json.loads((self.out_dir / "metrics.json").read_text(encoding="utf-8"))
 
@@ -48,7 +59,7 @@ class GridRun:
 
 
 def run_dir(root: Path, config: TrainConfig) -> Path:
-    return root / "runs" / config.model / config.mode.replace("+", "-") / f"mr{config.missing_rate:g}" / \
+    return root / "runs" / config.model / config.mode.replace("+", "-") / f"mr{config.missing_rate!r}" / \
         f"seed{config.seed}"
 
 
@@ -60,7 +71,10 @@ def expand_grid(
     seeds: Sequence[int],
     missing_rates: Sequence[float],
 ) -> list[GridRun]:
-    """The grid's runs, ordered missing rate → seed → model → mode (so every seed's Skip baseline comes early)."""
+    """The grid's runs, ordered missing rate → seed → model → mode (so every seed's Skip baseline comes early).
+
+    ``ValueError`` if a run directory already holds a run made with other options (it would not be reused).
+    """
     root = Path(root)
     runs = []
     for rate in missing_rates:
@@ -70,7 +84,9 @@ def expand_grid(
                 for mode in modes:
                     config = base.replace(model=model, model_options=dict(model_options), mode=mode, seed=int(seed),
                                           missing_rate=float(rate))
-                    runs.append(GridRun(config, run_dir(root, config)))
+                    run = GridRun(config, run_dir(root, config))
+                    run.check_reusable()
+                    runs.append(run)
     return runs
 
 

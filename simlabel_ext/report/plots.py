@@ -64,8 +64,7 @@ def plot_similarity_heatmaps(
     a = len(order)
     side = max(4.0, min(12.0, 0.18 * a + 2.5))
     fig, axes = plt.subplots(1, len(matrices), figsize=(side * len(matrices) + 1.2, side), squeeze=False)
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("#d9d9d9")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#d9d9d9")
     image = None
     for ax, (title, m) in zip(axes[0], matrices):
         m = np.asarray(m, dtype=np.float64)[np.ix_(order, order)].copy()

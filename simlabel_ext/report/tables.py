@@ -19,9 +19,14 @@ __all__ = ["aggregate", "markdown_tables", "write_csv"]
 MAX_ANNOTATOR_COLUMNS = 13
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample std (0 for one value); ``(nan, nan)`` for none."""
-    values = [v for v in values if v is not None and not math.isnan(v)]
+def defined(value: float | None) -> bool:
+    """A number that is neither ``None`` (JSON's undefined) nor NaN."""
+    return value is not None and not math.isnan(value)
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
+    """Mean and sample std of the defined values (std 0 for one value); ``(nan, nan)`` for none."""
+    values = [v for v in values if defined(v)]
     if not values:
         return math.nan, math.nan
     mean = sum(values) / len(values)
@@ -51,7 +56,7 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             per_annotator[ann] = {"mean": mean, "std": std,
                                   "test_count": sum(m["annotators"][k]["test_count"] for m in members)}
         gains = [m["avg_accuracy"] - skip_avg[(rate, model, m["seed"])] for m in members
-                 if (rate, model, m["seed"]) in skip_avg]
+                 if defined(m["avg_accuracy"]) and defined(skip_avg.get((rate, model, m["seed"])))]
         avg, micro, gain = mean_std([m["avg_accuracy"] for m in members]), \
             mean_std([m["micro_accuracy"] for m in members]), mean_std(gains)
         imputed = mean_std([float(m["imputations"]) for m in members])
@@ -66,11 +71,11 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _pct(mean: float, std: float | None = None, signed: bool = False) -> str:
-    if mean is None or math.isnan(mean):
+def _pct(mean: float | None, std: float | None = None, signed: bool = False) -> str:
+    if not defined(mean):
         return "–"
     text = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
-    return text if std is None or math.isnan(std) else f"{text} ± {100 * std:.1f}"
+    return text if not defined(std) else f"{text} ± {100 * std:.1f}"
 
 
 def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:

@@ -29,7 +29,10 @@ from typing import Any
 from ..ops.options import CONTRIBUTORS, KL_DIRECTIONS, KL_WEIGHTS, MODES, REDUCTIONS, SOFT_SOURCES, SimLabelOptions
 from ..similarity import DEFAULT_N0
 
-__all__ = ["TrainConfig", "load_config", "write_config"]
+__all__ = ["RUNTIME_OPTIONS", "TrainConfig", "load_config", "write_config"]
+
+#: Options that do not change a run's outcome: a resumed or reused run may differ in them.
+RUNTIME_OPTIONS = ("device", "progress")
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -120,6 +123,12 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config option {unknown[0]!r}; the options are: {', '.join(sorted(known))}")
         return dataclasses.replace(self, **changes)
+
+    def differences(self, other: "TrainConfig") -> list[tuple[str, Any, Any]]:
+        """``(option, self's value, other's value)`` for every option, outside :data:`RUNTIME_OPTIONS`, that
+        differs."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [(k, mine[k], theirs[k]) for k in mine if k not in RUNTIME_OPTIONS and mine[k] != theirs[k]]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (str, int, float, bool, dict of those)."""

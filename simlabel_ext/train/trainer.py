@@ -49,13 +49,25 @@ __all__ = ["CHECKPOINT_FORMAT", "Trainer", "load_run_dataset"]
 CHECKPOINT_FORMAT = "simlabel-checkpoint-1"
 _REQUIRED = ("format", "epoch", "global_step", "config", "model", "optimizer", "scheduler", "rng_states", "store",
              "kappa", "early_stopping", "history")
-_RUNTIME_ONLY = ("device", "progress")  # options a resumed run may change
 
 
 def load_run_dataset(config: TrainConfig) -> CrowdDataset:
-    """The dataset of ``config`` (its plugin's options plus the config's ``seed`` and ``missing_rate``)."""
-    options = dict(config.dataset_options, seed=config.seed, missing_rate=config.missing_rate)
-    return get_registry().load_dataset(config.dataset, **options)
+    """The dataset of ``config``: its plugin's options plus the config's ``seed`` and ``missing_rate``.
+
+    A plugin that declares no ``seed`` option is loaded without one; one without ``missing_rate`` only accepts
+    ``missing_rate = 0``.
+    """
+    registry = get_registry()
+    declared = {option.name for option in registry.dataset(config.dataset).spec.option_specs}
+    options = dict(config.dataset_options)
+    if "seed" in declared:
+        options["seed"] = config.seed
+    if "missing_rate" in declared:
+        options["missing_rate"] = config.missing_rate
+    elif config.missing_rate:
+        raise ValueError(f"dataset {config.dataset!r} has no option 'missing_rate', so it cannot remove labels "
+                         f"(missing_rate={config.missing_rate:g})")
+    return registry.load_dataset(config.dataset, **options)
 
 
 class Trainer:
@@ -154,12 +166,10 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
         if state["format"] != CHECKPOINT_FORMAT:
             raise ckpt.CheckpointError(f"{source}: unknown checkpoint format {state['format']!r}")
-        saved = TrainConfig.from_dict(state["config"], source).to_dict()
-        current = self.config.to_dict()
-        for key in current:
-            if key not in _RUNTIME_ONLY and saved[key] != current[key]:
-                raise ValueError(f"cannot resume from {source}: option {key!r} was {saved[key]!r} there but is "
-                                 f"{current[key]!r} now")
+        changed = TrainConfig.from_dict(state["config"], source).differences(self.config)
+        if changed:
+            key, before, now = changed[0]
+            raise ValueError(f"cannot resume from {source}: option {key!r} was {before!r} there but is {now!r} now")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
