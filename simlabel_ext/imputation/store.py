@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 __all__ = ["ImputationStore", "LabelChange"]
@@ -29,6 +30,10 @@ class LabelChange(NamedTuple):
 
     def __len__(self) -> int:  # noqa: D105 - the number of changed entries
         return int(self.items.numel())
+
+
+_EMPTY = torch.zeros(0, dtype=torch.int64)
+_NO_CHANGE = LabelChange(_EMPTY, _EMPTY, _EMPTY, _EMPTY)
 
 
 class ImputationStore:
@@ -87,38 +92,42 @@ class ImputationStore:
         and ``revisions`` grows by one). Entries must be distinct within one call and must not hold an observed
         label. Returns the entries whose class changed, in the order given.
         """
-        items, annotators, classes = (torch.as_tensor(t, dtype=torch.int64).reshape(-1) for t in (items, annotators, classes))
-        confidence = torch.as_tensor(confidence, dtype=torch.float32).reshape(-1)
+        # NumPy views of the CPU tensors: the per-step updates are small, where NumPy's per-call cost is far lower.
+        items, annotators, classes = (torch.as_tensor(t, dtype=torch.int64).reshape(-1).numpy()
+                                      for t in (items, annotators, classes))
+        confidence = torch.as_tensor(confidence, dtype=torch.float32).reshape(-1).numpy()
         n, a = self._observed.shape
-        k = items.numel()
-        if not annotators.numel() == classes.numel() == confidence.numel() == k:
+        k = len(items)
+        if not len(annotators) == len(classes) == len(confidence) == k:
             raise ValueError("items, annotators, classes and confidence must have the same length")
         if k == 0:
-            empty = torch.zeros(0, dtype=torch.int64)
-            return LabelChange(empty, empty, empty, empty)
+            return _NO_CHANGE
         for name, values, hi in (("item", items, n), ("annotator", annotators, a), ("class", classes, self.num_classes)):
-            bad = ((values < 0) | (values >= hi)).nonzero()
-            if len(bad):
-                raise ValueError(f"{name} {int(values[int(bad[0])])} is outside 0..{hi - 1}")
-        observed = (self._observed[items, annotators] >= 0).nonzero()
-        if len(observed):
-            j = int(observed[0])
-            i, b = int(items[j]), int(annotators[j])
-            raise ValueError(f"entry (item {i}, annotator {b}) holds the observed label {int(self._observed[i, b])}; "
-                             "observed labels are never overwritten")
-        flat = items * a + annotators
-        if flat.unique().numel() != k:
+            low, high = int(values.min()), int(values.max())
+            if low < 0 or high >= hi:
+                raise ValueError(f"{name} {low if low < 0 else high} is outside 0..{hi - 1}")
+        flat = items * a + annotators  # one index per entry into the flattened [N, A] state
+        observed = self._observed.numpy().reshape(-1)[flat]
+        if (observed >= 0).any():
+            j = int(np.flatnonzero(observed >= 0)[0])
+            raise ValueError(f"entry (item {int(items[j])}, annotator {int(annotators[j])}) holds the observed label "
+                             f"{int(observed[j])}; observed labels are never overwritten")
+        ordered = np.sort(flat)
+        if (ordered[1:] == ordered[:-1]).any():
             raise ValueError("an entry appears twice in one imputation update")
-        previous = self.classes[items, annotators]
-        changed = previous != classes
-        ci, ca, cc = items[changed], annotators[changed], classes[changed]
-        revised = previous[changed] >= 0
-        self.classes[ci, ca] = cc
-        self.confidence[ci, ca] = confidence[changed]
-        self.epoch[ci, ca] = int(epoch)
-        self.step[ci, ca] = int(step)
-        self.revisions[ci[revised], ca[revised]] += 1
-        return LabelChange(ci, ca, cc, previous[changed])
+        state = self.classes.numpy().reshape(-1)
+        previous = state[flat]
+        changed = np.flatnonzero(previous != classes)
+        if len(changed) == 0:
+            return _NO_CHANGE
+        at, before = flat[changed], previous[changed]
+        state[at] = classes[changed]
+        self.confidence.numpy().reshape(-1)[at] = confidence[changed]
+        self.epoch.numpy().reshape(-1)[at] = int(epoch)
+        self.step.numpy().reshape(-1)[at] = int(step)
+        self.revisions.numpy().reshape(-1)[at] += before >= 0
+        return LabelChange(*(torch.from_numpy(x) for x in (items[changed], annotators[changed], classes[changed],
+                                                           before)))
 
     def entries(self) -> dict[str, torch.Tensor]:
         """The imputed entries in (item, annotator) order: ``item``, ``annotator``, ``label``, ``confidence``,
@@ -147,17 +156,28 @@ class ImputationStore:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`; the observed labels must be the ones this store was built with."""
+        """Restore :meth:`state_dict` after checking all of it (a rejected state leaves the store unchanged); the
+        observed labels must be the ones this store was built with."""
+        fields = ("classes", "confidence", "epoch", "step", "revisions")
+        missing = [name for name in ("observed", *fields) if name not in state]
+        if missing:
+            raise ValueError(f"the saved imputation store lacks {', '.join(map(repr, missing))}")
+        for name in ("observed", *fields):
+            value, current = state[name], getattr(self, "_observed" if name == "observed" else name)
+            if not isinstance(value, torch.Tensor) or value.shape != current.shape or value.dtype != current.dtype:
+                got = f"{tuple(value.shape)} {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ValueError(f"saved imputation store field {name!r} is {got}, expected "
+                                 f"{tuple(current.shape)} {current.dtype}")
         if not torch.equal(state["observed"], self._observed):
             raise ValueError("the saved imputation store was built on other observed labels (another data set, "
                              "seed or missing rate)")
         classes = state["classes"]
+        bad = ((classes < -1) | (classes >= self.num_classes)).nonzero()
+        if len(bad):
+            i, a = (int(v) for v in bad[0])
+            raise ValueError(f"the saved imputation store holds class {int(classes[i, a])} at (item {i}, annotator "
+                             f"{a}), outside -1..{self.num_classes - 1}")
         if (classes[self._observed >= 0] >= 0).any():
             raise ValueError("the saved imputation store imputes an entry that holds an observed label")
-        for name in ("classes", "confidence", "epoch", "step", "revisions"):
-            value = state[name]
-            current = getattr(self, name)
-            if value.shape != current.shape or value.dtype != current.dtype:
-                raise ValueError(f"saved imputation store field {name!r} has shape {tuple(value.shape)} "
-                                 f"{value.dtype}, expected {tuple(current.shape)} {current.dtype}")
-            setattr(self, name, value.clone())
+        for name in fields:
+            setattr(self, name, state[name].clone(memory_format=torch.contiguous_format))

@@ -38,6 +38,9 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint gets the usual permissions
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(state, fh)
@@ -57,6 +60,9 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ()) -> dict[st
     except FileNotFoundError:
         raise
     except Exception as exc:  # torch raises RuntimeError, pickle.UnpicklingError, EOFError, ... on bad files
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain data; it is not "
+                                  "loaded, because loading it could run code") from None
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt?): {first_line}") from None
     if not isinstance(state, dict):

@@ -88,7 +88,13 @@ class TrainConfig:
                 object.__setattr__(self, f.name, float(value))
                 value = float(value)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ValueError(f"config option {f.name!r} expects {kind.__name__}; got {value!r}")
+                hint = " (YAML reads 1e-4 as a string: write 1.0e-4)" if kind is float and isinstance(value, str) else ""
+                raise ValueError(f"config option {f.name!r} expects {kind.__name__}; got {value!r}{hint}")
+            if kind is dict:
+                for key, item in value.items():
+                    if not isinstance(key, str) or not isinstance(item, (str, int, float, bool)):
+                        raise ValueError(f"config option {f.name!r}: {key!r} = {item!r} is not a string, number "
+                                         "or boolean")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"config option {f.name!r} must be finite; got {value!r}")
             choices = f.metadata.get("choices")
@@ -174,12 +180,18 @@ def load_config(path: str | Path) -> TrainConfig:
     return TrainConfig.from_dict(data, str(path))
 
 
+def _toml_string(text: str) -> str:
+    # A JSON string is a TOML basic string, once non-ASCII characters stay literal (TOML has no surrogate pairs)
+    # and DEL, which TOML forbids unescaped, is escaped.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+    return _toml_string(str(value))
 
 
 def write_config(config: TrainConfig, path: str | Path) -> None:
@@ -188,5 +200,5 @@ def write_config(config: TrainConfig, path: str | Path) -> None:
     lines = [f"{key} = {_toml_value(value)}" for key, value in data.items() if not isinstance(value, dict)]
     for key, table in data.items():
         if isinstance(table, dict):
-            lines += ["", f"[{key}]"] + [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in table.items()]
+            lines += ["", f"[{key}]"] + [f"{_toml_string(k)} = {_toml_value(v)}" for k, v in table.items()]
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -11,7 +11,7 @@ __all__ = ["build_optimizer", "kl_weight", "warmup_cosine"]
 def warmup_cosine(step: int, total_steps: int, warmup: float) -> float:
     """Learning-rate factor at optimizer ``step`` (0-based): linear from ``1/w`` to 1 over the first
     ``w = ceil(warmup * total_steps)`` steps, then cosine from 1 to 0 over the rest."""
-    warm = math.ceil(warmup * total_steps)
+    warm = math.ceil(round(warmup * total_steps, 9))  # round first: 0.07 * 100 is 7.000000000000001
     if step < warm:
         return (step + 1) / warm
     rest = max(1, total_steps - warm)

@@ -240,18 +240,25 @@ class Trainer:
         self.global_step += 1
 
     def _impute(self, items, mask, classes, confidence) -> None:
-        """Gather every rank's selected entries, apply them in (item, annotator) order, refresh S."""
-        rows, annotators = mask.cpu().nonzero(as_tuple=True)
-        local = torch.stack([items[rows], annotators, classes.cpu()[rows, annotators],
-                             confidence.detach().float().cpu()[rows, annotators].view(torch.int32).long()], 1)
-        chosen = self.dist.all_gather_rows(local)
-        if len(chosen) == 0:
+        """Apply every rank's selected entries to the store and the engine, then refresh S.
+
+        Entries of one step are distinct, so the resulting store and counts do not depend on their order; under DDP
+        they are all-gathered and sorted by (item, annotator) so every rank also applies them identically.
+        """
+        mask = mask.cpu()
+        if not self.dist.active and not mask.any():
             return
-        order = torch.argsort(chosen[:, 0] * self.dataset.num_annotators + chosen[:, 1])
-        chosen = chosen[order]
-        conf = chosen[:, 3].to(torch.int32).view(torch.float32)
-        change = self.store.update(chosen[:, 0], chosen[:, 1], chosen[:, 2], conf, epoch=self.epoch,
-                                   step=self.global_step)
+        rows, annotators = mask.nonzero(as_tuple=True)
+        items, classes = items[rows], classes.cpu()[rows, annotators]
+        confidence = confidence.detach().float().cpu()[rows, annotators]
+        if self.dist.active:
+            # int64 rows (the float32 confidence travels as its bit pattern) through one all-gather
+            local = torch.stack([items, annotators, classes, confidence.view(torch.int32).long()], 1)
+            chosen = self.dist.all_gather_rows(local)
+            chosen = chosen[torch.argsort(chosen[:, 0] * self.dataset.num_annotators + chosen[:, 1])]
+            items, annotators, classes = chosen[:, 0], chosen[:, 1], chosen[:, 2]
+            confidence = chosen[:, 3].to(torch.int32).view(torch.float32)
+        change = self.store.update(items, annotators, classes, confidence, epoch=self.epoch, step=self.global_step)
         if len(change):
             self.engine.set_labels(change.items, change.annotators, change.classes)
             self._refresh_similarity()
