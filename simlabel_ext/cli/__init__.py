@@ -58,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args, extra) if getattr(args, "accepts_extra", False) else args.run(args)
     except (OSError, ValueError, UsageError) as exc:
-        message = str(exc) if not isinstance(exc, OSError) else f"{exc.strerror}: {exc.filename}"
+        if isinstance(exc, OSError) and exc.strerror and exc.filename:
+            message = f"{exc.strerror}: {exc.filename}"
+        else:
+            message = str(exc)
         print(f"simlabel {args.command}: error: {message}", file=sys.stderr)
         return 2
 

@@ -36,7 +36,7 @@ class SplitMetrics:
     @property
     def accuracy(self) -> torch.Tensor:
         """Per-annotator accuracy, float64 ``[A]``, ``nan`` for an annotator without labels in the split."""
-        return torch.where(self.count > 0, self.correct / self.count.clamp(min=1), torch.nan).to(torch.float64)
+        return torch.where(self.count > 0, self.correct.double() / self.count.clamp(min=1).double(), torch.nan)
 
     @property
     def avg(self) -> float:

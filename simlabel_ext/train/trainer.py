@@ -115,7 +115,11 @@ class Trainer:
         self.network = self.model
         if self.dist.active:
             ids = [device.index] if device.type == "cuda" else None
-            self.network = DistributedDataParallel(self.model, device_ids=ids)
+            # A rank whose shard has no observed label may leave parameters without gradient (e.g. a branch that
+            # reaches the loss only through an auxiliary loss): DDP must then still reduce them in step.
+            self.network = DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
+        # Training randomness (dropout, sampled logits) has its own stream per rank; rank 0's is a 1-process run's.
+        torch.manual_seed(config.seed * 1_000_003 + 7919 * self.dist.rank + 1)
         self.total_steps = config.epochs * len(self.batches)
         self.optimizer, self.scheduler = build_optimizer(self.model.parameters(), config.lr, config.weight_decay,
                                                          self.total_steps, config.warmup)
@@ -328,10 +332,10 @@ class Trainer:
         self.dist.barrier()
         resumed = self.resume() if resume else False
         if not resumed:
-            if self.dist.is_main and (ckpt.epoch_checkpoints(self.checkpoint_dir) or (self.out_dir / "metrics.json").exists()):
+            occupied = bool(ckpt.epoch_checkpoints(self.checkpoint_dir) or (self.out_dir / "metrics.json").exists())
+            if self.dist.broadcast_object(occupied):  # rank 0's view, so every rank stops with the same error
                 raise ValueError(f"{self.out_dir} already holds a run; pass --resume to continue it or choose "
                                  "another --out")
-            self.dist.barrier()
         if self.dist.is_main:
             write_config(config, self.out_dir / "config.toml")
             if not resumed:
