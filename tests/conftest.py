@@ -1,6 +1,20 @@
 import os
 
+import pytest
+
 # Triton reads TRITON_INTERPRET when it is imported: set it before any test module imports triton so that the
 # Triton kernels run in the interpreter on CPU tensors (this machine has no GPU). setdefault keeps an explicit
 # TRITON_INTERPRET=0 from the environment (e.g. on a GPU runner).
 os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op torch thread for a module: faster for tiny models on a shared machine, and the same thread count
+    as the ``OMP_NUM_THREADS=1`` subprocesses some tests compare with."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

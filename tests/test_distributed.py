@@ -81,12 +81,6 @@ class Job:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

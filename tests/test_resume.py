@@ -58,12 +58,8 @@ sys.exit(main(sys.argv[3:]))
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The in-process runs use one intra-op thread, like the OMP_NUM_THREADS=1 subprocess they are compared to."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test of this module runs with one intra-op thread (see conftest.one_thread)."""
 
 
 def train(out: Path, *extra: str) -> int:

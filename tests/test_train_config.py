@@ -413,3 +413,18 @@ def test_permutation_differs_between_epochs_and_is_reproducible():
 def test_batch_smaller_than_world_is_refused():
     with pytest.raises(ValueError, match=r"global batch size \(2\).*processes \(4\)"):
         ShardedBatches(ITEMS, 2, seed=0, rank=0, world_size=4)
+
+
+def test_paper_preset_is_the_literal_method_and_flags_override_it():
+    from simlabel_ext.cli import build_parser
+    from simlabel_ext.cli.train import resolve_config
+
+    args, extra = build_parser().parse_known_args(["train", "--preset", "paper", "--lam", "0.5"])
+    config = resolve_config(args, extra)
+    # ALGORITHM.md: n0 = 0 with no minimum overlap is the paper's kappa; eq. 3 is one flat mean; eq. 2 is KL(p||q)
+    assert (config.n0, config.min_overlap, config.reduction, config.kl_direction) == (0.0, 0, "flat", "reverse")
+    assert (config.kl_weight, config.contributors, config.soft_source) == ("uniform", "labelled", "predictions")
+    assert (config.threshold, config.impute_start_epoch, config.imputed_as_targets) == (0.6, 0, False)
+    assert config.lam == 0.5  # the flag wins over the preset
+    default = resolve_config(*build_parser().parse_known_args(["train"]))
+    assert default.n0 == TrainConfig().n0 and default.reduction == "mean"

@@ -52,12 +52,8 @@ IMPUTING = dict(dataset="synthetic", dataset_options={"preset": "custom", "items
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: faster for these tiny models on a shared machine, and deterministic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test of this module runs with one intra-op thread (see conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..registry import get_registry
 from ..train import TrainConfig, Trainer, init_distributed, load_config, shutdown_distributed
+from ..train.config import PRESETS
 
 _OPTION_TABLES = ("dataset_options", "model_options")
 
@@ -35,6 +36,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         else:
             group.add_argument(flag(f.name), type=type(default), default=None, choices=f.metadata.get("choices"),
                                metavar=None if f.metadata.get("choices") else f.name.upper(), help=help_text)
+    group.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                       help="a named set of SimLabel options applied over the config file, under the flags; "
+                            "paper = the paper's literal method (unshrunk kappa, flat mean, ...) (default: none)")
     group.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
                        help="an option of the dataset plugin (repeatable); its options are also flags, e.g. "
                             "--data-dir DIR for music (simlabel plugins lists them)")
@@ -73,8 +77,10 @@ def _dataset_flags(dataset: str, extra: list[str]) -> dict[str, str]:
 
 
 def resolve_config(args: argparse.Namespace, extra: list[str]) -> TrainConfig:
-    """The config file (or the defaults), then the command-line flags."""
+    """The config file (or the defaults), then the preset, then the command-line flags."""
     config = load_config(args.config) if args.config else TrainConfig()
+    if args.preset:
+        config = config.replace(**PRESETS[args.preset])
     changes: dict[str, Any] = {}
     for f in fields(TrainConfig):
         value = getattr(args, f.name, None)

@@ -29,7 +29,17 @@ from typing import Any
 from ..ops.options import CONTRIBUTORS, KL_DIRECTIONS, KL_WEIGHTS, MODES, REDUCTIONS, SOFT_SOURCES, SimLabelOptions
 from ..similarity import DEFAULT_N0
 
-__all__ = ["RUNTIME_OPTIONS", "TrainConfig", "load_config", "write_config"]
+__all__ = ["PRESETS", "RUNTIME_OPTIONS", "TrainConfig", "load_config", "write_config"]
+
+#: Named sets of SimLabel options, applied with ``TrainConfig.replace(**PRESETS[name])`` (``--preset``).
+#: ``paper``: the literal method of the paper (ALGORITHM.md §1–4): unshrunk kappa, one flat mean over all CE and
+#: KL terms (eq. 3), KL(p || p_soft), λ = 1 from the first epoch, T = 0.6, imputation from the first epoch,
+#: soft labels from the labelled contributors' predictions, uniform KL weights.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"n0": 0.0, "min_overlap": 0, "reduction": "flat", "kl_direction": "reverse", "lam": 1.0,
+              "lam_warmup_epochs": 0, "contributors": "labelled", "soft_source": "predictions",
+              "kl_weight": "uniform", "threshold": 0.6, "impute_start_epoch": 0, "imputed_as_targets": False},
+}
 
 #: Options that do not change a run's outcome: a resumed or reused run may differ in them.
 RUNTIME_OPTIONS = ("device", "progress")

@@ -1,7 +1,8 @@
 """The files a finished run leaves in its directory (besides ``config.toml``, ``train.log`` and ``checkpoints/``).
 
 - ``metrics.json``: per-annotator test accuracy with test counts, Avg over annotators, micro accuracy, the number
-  of imputations and their accuracy where labels were removed on purpose, best epoch, steps, time;
+  of imputations and their accuracy where labels were removed on purpose, best epoch with its validation loss,
+  Avg and micro accuracy (for choosing options on validation data only), steps, time;
 - ``history.json``: one record per epoch (loss parts and term counts, λ, learning rate, imputed so far and their
   accuracy, mean similarity, validation loss / Avg / micro, seconds);
 - ``imputed_labels.csv``: the imputed labels in long format — ``task, worker, label, confidence, epoch, step,

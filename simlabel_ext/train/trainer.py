@@ -416,6 +416,7 @@ def _epoch_line(r: dict[str, Any], epochs: int, improved: bool) -> str:
 def _metrics(trainer: Trainer, test: SplitMetrics, scored: int, imp_acc: float, seconds: float) -> dict[str, Any]:
     data, config = trainer.dataset, trainer.config
     accuracy = test.accuracy
+    best = next((r for r in trainer.history if r["epoch"] == trainer.best["epoch"]), None)
     return {
         "dataset": config.dataset,
         "model": config.model,
@@ -437,6 +438,8 @@ def _metrics(trainer: Trainer, test: SplitMetrics, scored: int, imp_acc: float, 
         "imputation_accuracy": None if math.isnan(imp_acc) else imp_acc,
         "best_epoch": trainer.best["epoch"],
         "best_val_loss": trainer.best["loss"],
+        "best_val_avg_accuracy": best["val_avg"] if best else None,
+        "best_val_micro_accuracy": best["val_micro"] if best else None,
         "epochs_run": trainer.epoch,
         "steps": trainer.global_step,
         "world_size": trainer.dist.world_size,
