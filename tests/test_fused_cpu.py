@@ -7,8 +7,6 @@ float64 rtol 1e-10; float16/bfloat16 logits see ``test_low_precision_logits``.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from simlabel_ext.cli import main
 

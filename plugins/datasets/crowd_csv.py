@@ -22,7 +22,6 @@ tab-separated, anything else is CSV.
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

@@ -57,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         write_table(args.out, None, list(COLUMNS), rows)
     print(f"impute: {len(imputed)} imputed" + (f" and {len(rows) - len(imputed)} observed" if args.with_observed
-          else "") + f" labels" + ("" if args.out == "-" else f" -> {args.out}"), file=sys.stderr)
+          else "") + " labels" + ("" if args.out == "-" else f" -> {args.out}"), file=sys.stderr)
     return 0

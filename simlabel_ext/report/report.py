@@ -5,7 +5,6 @@ It reads finished run directories (``metrics.json``, ``history.json``, ``similar
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any

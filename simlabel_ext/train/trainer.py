@@ -104,6 +104,7 @@ class Trainer:
         self.engine = SimilarityEngine(self.train_labels, c, n0=config.n0, min_overlap=config.min_overlap)
         self.initial_kappa = self.engine.kappa()
         self.initial_similarity = self.engine.similarity()
+        self.initial_overlap = self.engine.overlap()
         self._similarity_cpu = self.initial_similarity.clone()
         device = self.dist.device
         self.similarity = self._similarity_cpu.to(device)
@@ -378,7 +379,7 @@ class Trainer:
             write_outputs(self.out_dir, metrics, self.history, self.store, data, {
                 "kappa_initial": self.initial_kappa, "kappa_final": self.engine.kappa(),
                 "similarity_initial": self.initial_similarity, "similarity_final": self._similarity_cpu.clone(),
-                "overlap_initial": SimilarityEngine(self.train_labels, data.num_classes).overlap(),
+                "overlap_initial": self.initial_overlap,
             })
             self.log(f"test: Avg {metrics['avg_accuracy']:.4f}  micro {metrics['micro_accuracy']:.4f}  "
                      f"({metrics['annotators_with_test_labels']} annotators, {test.labels} labels); "
