@@ -419,7 +419,7 @@ def test_paper_preset_is_the_literal_method_and_flags_override_it():
     from simlabel_ext.cli import build_parser
     from simlabel_ext.cli.train import resolve_config
 
-    args, extra = build_parser().parse_known_args(["train", "--preset", "paper", "--lam", "0.5"])
+    args, extra = build_parser().parse_known_args(["train", "--simlabel-preset", "paper", "--lam", "0.5"])
     config = resolve_config(args, extra)
     # ALGORITHM.md: n0 = 0 with no minimum overlap is the paper's kappa; eq. 3 is one flat mean; eq. 2 is KL(p||q)
     assert (config.n0, config.min_overlap, config.reduction, config.kl_direction) == (0.0, 0, "flat", "reverse")

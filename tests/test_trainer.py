@@ -41,8 +41,8 @@ HISTORY_KEYS = {"epoch", "step", "lr", "lam", "ce", "kl", "ce_terms", "kl_terms"
                 "imputation_accuracy", "mean_similarity", "val_loss", "val_avg", "val_micro", "seconds"}
 METRICS_KEYS = {"dataset", "model", "mode", "seed", "missing_rate", "annotators", "avg_accuracy", "micro_accuracy",
                 "annotators_with_test_labels", "test_labels", "test_loss", "imputations", "imputations_scored",
-                "imputation_accuracy", "best_epoch", "best_val_loss", "epochs_run", "steps", "world_size",
-                "train_seconds"}
+                "imputation_accuracy", "best_epoch", "best_val_loss", "best_val_avg_accuracy",
+                "best_val_micro_accuracy", "epochs_run", "steps", "world_size", "train_seconds"}
 CSV_HEADER = ["task", "worker", "label", "confidence", "epoch", "step", "revisions"]
 #: a small synthetic crowd on which imputation starts in the second epoch (accurate annotators, clear features)
 IMPUTING = dict(dataset="synthetic", dataset_options={"preset": "custom", "items": 277, "annotators": 8, "classes": 4,
@@ -228,6 +228,7 @@ def check_run(trainer: Trainer, metrics: dict, out: Path) -> None:
     # the best epoch's validation numbers, recomputed from best.pt
     v_correct, v_count, val_ce = naive_split_scores(model, data, data.split.val)
     rec = history[saved["best_epoch"]]
+    assert (saved["best_val_avg_accuracy"], saved["best_val_micro_accuracy"]) == (rec["val_avg"], rec["val_micro"])
     assert rec["val_loss"] == pytest.approx(val_ce, rel=1e-5)
     assert rec["val_micro"] == pytest.approx(sum(v_correct) / sum(v_count), abs=1e-12)
     assert rec["val_avg"] == pytest.approx(np.mean([x / n for x, n in zip(v_correct, v_count) if n]), abs=1e-6)

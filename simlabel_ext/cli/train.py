@@ -36,7 +36,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         else:
             group.add_argument(flag(f.name), type=type(default), default=None, choices=f.metadata.get("choices"),
                                metavar=None if f.metadata.get("choices") else f.name.upper(), help=help_text)
-    group.add_argument("--preset", choices=sorted(PRESETS), default=None,
+    group.add_argument("--simlabel-preset", choices=sorted(PRESETS), default=None,
                        help="a named set of SimLabel options applied over the config file, under the flags; "
                             "paper = the paper's literal method (unshrunk kappa, flat mean, ...) (default: none)")
     group.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
@@ -79,8 +79,8 @@ def _dataset_flags(dataset: str, extra: list[str]) -> dict[str, str]:
 def resolve_config(args: argparse.Namespace, extra: list[str]) -> TrainConfig:
     """The config file (or the defaults), then the preset, then the command-line flags."""
     config = load_config(args.config) if args.config else TrainConfig()
-    if args.preset:
-        config = config.replace(**PRESETS[args.preset])
+    if args.simlabel_preset:
+        config = config.replace(**PRESETS[args.simlabel_preset])
     changes: dict[str, Any] = {}
     for f in fields(TrainConfig):
         value = getattr(args, f.name, None)

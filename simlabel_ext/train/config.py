@@ -31,7 +31,7 @@ from ..similarity import DEFAULT_N0
 
 __all__ = ["PRESETS", "RUNTIME_OPTIONS", "TrainConfig", "load_config", "write_config"]
 
-#: Named sets of SimLabel options, applied with ``TrainConfig.replace(**PRESETS[name])`` (``--preset``).
+#: Named sets of SimLabel options, applied with ``TrainConfig.replace(**PRESETS[name])`` (``--simlabel-preset``).
 #: ``paper``: the literal method of the paper (ALGORITHM.md §1–4): unshrunk kappa, one flat mean over all CE and
 #: KL terms (eq. 3), KL(p || p_soft), λ = 1 from the first epoch, T = 0.6, imputation from the first epoch,
 #: soft labels from the labelled contributors' predictions, uniform KL weights.

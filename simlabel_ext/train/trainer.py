@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -248,21 +249,26 @@ class Trainer:
         """Apply every rank's selected entries to the store and the engine, then refresh S.
 
         Entries of one step are distinct, so the resulting store and counts do not depend on their order; under DDP
-        they are all-gathered and sorted by (item, annotator) so every rank also applies them identically.
+        they are all-gathered and sorted by (item, annotator) so every rank also applies them identically. The
+        selection runs in NumPy: a step handles a few hundred entries, where NumPy's per-call cost is far lower.
         """
-        mask = mask.cpu()
+        items = items.numpy()
+        classes = classes.cpu().numpy()
+        # An entry re-selected with the class it already holds changes nothing (the store keeps its provenance).
+        mask = mask.cpu().numpy() & (classes != self.store.classes.numpy()[items])
         if not self.dist.active and not mask.any():
             return
-        rows, annotators = mask.nonzero(as_tuple=True)
-        items, classes = items[rows], classes.cpu()[rows, annotators]
-        confidence = confidence.detach().float().cpu()[rows, annotators]
+        rows, annotators = np.nonzero(mask)
+        items, classes = items[rows], classes[rows, annotators]
+        confidence = confidence.detach().float().cpu().numpy()[rows, annotators]
         if self.dist.active:
             # int64 rows (the float32 confidence travels as its bit pattern) through one all-gather
-            local = torch.stack([items, annotators, classes, confidence.view(torch.int32).long()], 1)
-            chosen = self.dist.all_gather_rows(local)
-            chosen = chosen[torch.argsort(chosen[:, 0] * self.dataset.num_annotators + chosen[:, 1])]
+            local = torch.from_numpy(np.stack([items, annotators, classes, confidence.view(np.int32).astype(np.int64)],
+                                              1))
+            chosen = self.dist.all_gather_rows(local).numpy()
+            chosen = chosen[np.argsort(chosen[:, 0] * self.dataset.num_annotators + chosen[:, 1])]
             items, annotators, classes = chosen[:, 0], chosen[:, 1], chosen[:, 2]
-            confidence = chosen[:, 3].to(torch.int32).view(torch.float32)
+            confidence = chosen[:, 3].astype(np.int32).view(np.float32)
         change = self.store.update(items, annotators, classes, confidence, epoch=self.epoch, step=self.global_step)
         if len(change):
             self.engine.set_labels(change.items, change.annotators, change.classes)
