@@ -530,3 +530,21 @@ def test_cli_refuses_to_overwrite_a_run(tmp_path, capsys):
     code, err = run_cli(args, capsys)
     assert code == 2 and len(err) == 1 and "already holds a run" in err[0] and "--resume" in err[0], err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_imputed_as_targets_trains_imputed_entries_with_ce(tmp_path):
+    config = TrainConfig(**{**IMPUTING, "imputed_as_targets": True})
+    trainer = Trainer(config, tmp_path / "run", log=lambda line: None)
+    trainer.fit()
+    history = trainer.history
+    observed = int((trainer.train_labels >= 0).sum())
+    assert history[0]["ce_terms"] == observed                     # nothing imputed before the first epoch
+    assert len(trainer.store) > 0
+    # every training item is visited once per epoch, and imputed entries are never revised away (they are no longer
+    # missing): the last epoch's CE terms are the observed labels plus at least the entries imputed before it and
+    # at most every entry imputed by its end
+    before, after = history[-2]["imputed"], history[-1]["imputed"]
+    assert before > 0
+    assert observed + before <= history[-1]["ce_terms"] <= observed + after
+    items = torch.tensor([0, 5, 3])
+    assert torch.equal(trainer.store.labels(items), trainer.store.labels()[items])

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 
 from ..train import TrainConfig, Trainer, load_config
-from ..train.checkpoint import epoch_checkpoints
 
 __all__ = ["GridRun", "expand_grid", "run_grid"]
 
@@ -33,10 +32,6 @@ class GridRun:
     @property
     def finished(self) -> bool:
         return (self.out_dir / "metrics.json").is_file()
-
-    @property
-    def started(self) -> bool:
-        return bool(epoch_checkpoints(self.out_dir / "checkpoints"))
 
     def check_reusable(self) -> None:
         """``ValueError`` if this run's directory already holds a run made with other options."""
@@ -102,8 +97,7 @@ def _train(config_dict: dict[str, Any], out_dir: str, threads: int | None) -> di
             fh.write(line + "\n")
 
     config = TrainConfig.from_dict(config_dict).replace(progress=False)
-    resume = bool(epoch_checkpoints(out / "checkpoints"))
-    return Trainer(config, out, log=log).fit(resume=resume)
+    return Trainer(config, out, log=log).fit(resume=True)  # a fresh start where there is no checkpoint
 
 
 def run_grid(

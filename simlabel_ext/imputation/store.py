@@ -71,9 +71,12 @@ class ImputationStore:
         """Number of entries that currently hold an imputed label."""
         return int((self.classes >= 0).sum())
 
-    def labels(self) -> torch.Tensor:
-        """Observed labels where present, imputed labels elsewhere, -1 for the rest: int64 ``[N, A]``."""
-        return torch.where(self._observed >= 0, self._observed, self.classes)
+    def labels(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Observed labels where present, imputed labels elsewhere, -1 for the rest: int64 ``[N, A]``, or only the
+        rows ``items`` (int64 ``[B]``) as ``[B, A]``."""
+        observed, imputed = (self._observed, self.classes) if items is None else (self._observed[items],
+                                                                                    self.classes[items])
+        return torch.where(observed >= 0, observed, imputed)
 
     def update(
         self,

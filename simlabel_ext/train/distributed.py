@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Distributed", "init_distributed"]
+__all__ = ["Distributed", "init_distributed", "pick_device", "shutdown_distributed"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class Distributed:
         return box[0]
 
 
-def _pick_device(requested: str, local_rank: int) -> torch.device:
+def pick_device(requested: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → CUDA if available, else CPU; a bare ``cuda`` → the local rank's GPU (made current)."""
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(requested)
@@ -85,7 +86,7 @@ def init_distributed(requested_device: str = "auto") -> Distributed:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _pick_device(requested_device, local_rank)
+    device = pick_device(requested_device, local_rank)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Distributed(rank, world_size, device)

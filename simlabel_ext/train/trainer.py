@@ -39,7 +39,7 @@ from ..registry import get_registry
 from ..similarity import SimilarityEngine
 from . import checkpoint as ckpt
 from .config import TrainConfig, write_config
-from .distributed import Distributed
+from .distributed import Distributed, pick_device
 from .evaluate import SplitMetrics, evaluate_split
 from .outputs import write_outputs
 from .sampler import ShardedBatches
@@ -91,7 +91,7 @@ class Trainer:
     ) -> None:
         self.config = config
         self.out_dir = Path(out_dir)
-        self.dist = dist if dist is not None else Distributed(device=_device(config.device))
+        self.dist = dist if dist is not None else Distributed(device=pick_device(config.device))
         self.dataset = dataset if dataset is not None else load_run_dataset(config)
         self._log = log
         self._on_epoch_end = on_epoch_end
@@ -186,8 +186,9 @@ class Trainer:
         self.store.load_state_dict(state["store"])
         self.engine = SimilarityEngine(self.store.labels(), self.dataset.num_classes, n0=self.config.n0,
                                        min_overlap=self.config.min_overlap)
-        if not torch.equal(self.engine.kappa().isnan(), state["kappa"].isnan()) or not torch.allclose(
-            self.engine.kappa().nan_to_num(), state["kappa"].nan_to_num(), rtol=0, atol=1e-12
+        kappa, saved = self.engine.kappa(), state["kappa"]
+        if not torch.equal(kappa.isnan(), saved.isnan()) or not torch.allclose(
+            kappa.nan_to_num(), saved.nan_to_num(), rtol=0, atol=1e-12
         ):
             raise ckpt.CheckpointError(f"{source}: its similarity statistics do not match its imputation store")
         self._refresh_similarity()
@@ -223,8 +224,7 @@ class Trainer:
     def _step(self, items: torch.Tensor, lam: float, totals: torch.Tensor) -> None:
         config, device = self.config, self.dist.device
         options = config.loss_options(lam)
-        source = self.store.labels() if config.imputed_as_targets else self.train_labels
-        labels = source[items].to(device)
+        labels = (self.store.labels(items) if config.imputed_as_targets else self.train_labels[items]).to(device)
         out = self.network(self.inputs[items.to(device)], labels)
         step = simlabel_loss(out.logits, labels, self.similarity, mode=config.mode, threshold=config.threshold,
                              kl_direction=config.kl_direction, reduction="sum", lam=lam,
@@ -403,12 +403,6 @@ class Trainer:
                 f"{1 - present / max(1, n_train * data.num_annotators):.1%} missing), model {config.model}, "
                 f"mode {config.mode}, seed {config.seed}, missing rate {config.missing_rate}, "
                 f"{self.dist.world_size} process(es) on {self.dist.device}, {len(self.batches)} steps per epoch")
-
-
-def _device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 def _epoch_line(r: dict[str, Any], epochs: int, improved: bool) -> str:
