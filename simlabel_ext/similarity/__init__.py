@@ -3,7 +3,7 @@
 - :class:`SimilarityEngine` — the label matrix plus per-pair counts, updated in O(A) per changed label
   (C++ backend with a pure-PyTorch fallback);
 - :func:`kappa_from_counts`, :func:`similarity_from_kappa` — the formulas, from counts, shared by both backends;
-- :data:`DEFAULT_N0` (provisional) and :data:`DEFAULT_MIN_OVERLAP` — the similarity defaults.
+- :data:`DEFAULT_N0` and :data:`DEFAULT_MIN_OVERLAP` — the similarity defaults.
 """
 from .engine import DEFAULT_MIN_OVERLAP, DEFAULT_N0, SimilarityEngine
 from .reference import TorchPairCounts, kappa_from_counts, pair_counts, similarity_from_kappa

@@ -1,8 +1,9 @@
 """The configuration of one training run: every option, its default and its meaning, in one dataclass.
 
-Defaults are the paper's (ALGORITHM.md §5): AdamW, lr 1e-4, weight decay 0.01, gradient-norm clip 1.0, linear
-warm-up over the first 20 % of steps then cosine decay, at most 200 epochs, early stopping with patience 25 on
-the validation loss. A run reads its configuration from a TOML or YAML file (:func:`load_config`), command-line
+Training defaults are the paper's (ALGORITHM.md §5): AdamW, lr 1e-4, weight decay 0.01, gradient-norm clip 1.0,
+linear warm-up over the first 20 % of steps then cosine decay, at most 200 epochs, early stopping with patience 25
+on the validation loss. SimLabel defaults are the paper's except ``lam = 3``, chosen on validation data by the
+ablation in docs/results.md (``PRESETS["paper"]`` restores the literal method, λ = 1). A run reads its configuration from a TOML or YAML file (:func:`load_config`), command-line
 overrides are applied on top (:meth:`TrainConfig.replace`), and the resolved configuration is saved with the run
 (:func:`write_config`) so that ``simlabel train --config RUN/config.toml`` repeats it.
 
@@ -74,7 +75,7 @@ class TrainConfig:
     threshold: float = _opt(0.6, "confidence threshold T for imputation (conf >= T)")
     kl_direction: str = _opt("reverse", "reverse = KL(p || p_soft) (paper); forward = KL(p_soft || p)", KL_DIRECTIONS)
     reduction: str = _opt("mean", "mean = mean CE + lam * mean KL; flat = one mean over both; sum", REDUCTIONS)
-    lam: float = _opt(1.0, "weight lambda of the KL term")
+    lam: float = _opt(3.0, "weight lambda of the KL term (3: chosen on validation data, docs/results.md; paper: 1)")
     lam_warmup_epochs: int = _opt(0, "ramp lambda linearly from lam/k to lam over the first k epochs (0 = none)")
     contributors: str = _opt("labelled", "who forms a soft label: labelled = annotators that labelled the item; all",
                              CONTRIBUTORS)
