@@ -44,15 +44,27 @@ def test_main_table_gains_and_verdicts(tmp_path, summarize):
 
 def test_ablation_rows_are_validation_means(tmp_path, summarize):
     parent = tmp_path / "ablation"
-    write(parent / "defaults", [run("skip", 0, 0.9, 0.30), run("simlabel", 0, 0.9, 0.40),
+    write(parent / "base", [run("skip", 0, 0.9, 0.30), run("simlabel", 0, 0.9, 0.40),
                                 run("simlabel+confidence", 0, 0.9, 0.50)])
     write(parent / "n0-0", [run("simlabel+confidence", 0, 0.9, 0.20), run("simlabel+confidence", 1, 0.9, 0.40)])
-    lines = summarize.ablation([parent / "defaults", parent / "n0-0"]).splitlines()
+    lines = summarize.ablation([parent / "base", parent / "n0-0"]).splitlines()
     assert lines[0] == "| variant | heads mr 0 | mean |"
-    assert lines[2:] == ["| defaults | 50.0 ± 0.0 | 50.0 |", "| defaults (skip) | 30.0 ± 0.0 | 30.0 |",
-                         "| defaults (simlabel) | 40.0 ± 0.0 | 40.0 |", "| n0-0 | 30.0 ± 14.1 | 30.0 |"]
+    assert lines[2:] == ["| base | 50.0 ± 0.0 | 50.0 |", "| base (skip) | 30.0 ± 0.0 | 30.0 |",
+                         "| base (simlabel) | 40.0 ± 0.0 | 40.0 |", "| n0-0 | 30.0 ± 14.1 | 30.0 |"]
 
 
 def test_missing_results_is_a_clear_error(tmp_path, summarize):
     with pytest.raises(SystemExit, match="results.json does not exist"):
         summarize.main(["main", str(tmp_path / "nowhere")])
+
+
+def test_by_annotator_buckets_by_test_labels_per_seed(tmp_path, summarize):
+    def two(mode, seed, sparse_acc, heavy_acc):
+        m = run(mode, seed, 0.0, 0.0)
+        m["annotators"] = [{"id": "sparse", "accuracy": sparse_acc, "test_count": 1 + seed},
+                           {"id": "heavy", "accuracy": heavy_acc, "test_count": 12}]
+        return m
+    d = write(tmp_path / "music", [two("skip", 0, 0.0, 0.5), two("skip", 1, 0.5, 0.7),
+                                   two("simlabel+confidence", 0, 1.0, 0.5), two("simlabel+confidence", 1, 0.5, 0.5)])
+    # sparse: 1.5 test labels per seed, Skip mean 25 %, +Conf 75 %; heavy: 12 per seed, 60 % → 50 %
+    assert summarize.by_annotator(d).splitlines()[-1] == "| heads | 25.0 → 75.0 (1) | – | 60.0 → 50.0 (1) |"

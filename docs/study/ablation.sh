@@ -17,7 +17,7 @@ ablate() {  # NAME [FLAGS...]: SimLabel + Confidence, BASE with one lever change
     local name=$1; shift
     simlabel compare "${GRID[@]}" --modes simlabel+confidence "${BASE[@]}" "$@" --out "$STUDY/ablation/$name"
 }
-simlabel compare "${GRID[@]}" "${BASE[@]}" --out "$STUDY/ablation/defaults"  # Skip, SimLabel, SimLabel + Confidence
+simlabel compare "${GRID[@]}" "${BASE[@]}" --out "$STUDY/ablation/base"  # Skip, SimLabel, SimLabel + Confidence
 simlabel compare "${GRID[@]}" --modes simlabel+confidence --simlabel-preset paper --out "$STUDY/ablation/paper"
 ablate n0-0 --n0 0
 ablate kl-evidence --kl-weight evidence
@@ -29,5 +29,13 @@ ablate contributors-all --contributors all
 ablate soft-labels --soft-source labels
 ablate impute-from-10 --impute-start-epoch 10
 ablate imputed-as-targets --imputed-as-targets
+# the two best levers together, then a cross-check of the candidates on a second data set (amer2-like, heads)
+ablate lam-3+targets --lam 3 --imputed-as-targets
+SYN=(--dataset synthetic --preset amer2-like --models heads --seeds 0,1 --missing-rates 0 --lr 1e-3 --jobs 2 --no-plots)
+simlabel compare "${SYN[@]}" "${BASE[@]}" --modes skip,simlabel+confidence --out "$STUDY/ablation-amer2/base"
+simlabel compare "${SYN[@]}" "${BASE[@]}" --modes simlabel+confidence --lam 3 --out "$STUDY/ablation-amer2/lam-3"
+simlabel compare "${SYN[@]}" "${BASE[@]}" --modes simlabel+confidence --lam 3 --imputed-as-targets \
+    --out "$STUDY/ablation-amer2/lam-3+targets"
+simlabel compare "${SYN[@]}" --modes simlabel+confidence --simlabel-preset paper --out "$STUDY/ablation-amer2/paper"
 # the training budget: the paper's lr 1e-4 (its 200 epochs end before the validation loss stops falling here)
 simlabel compare "${GRID[@]}" "${BASE[@]}" --modes skip,simlabel+confidence --lr 1e-4 --out "$STUDY/ablation/lr-1e-4"

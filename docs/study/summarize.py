@@ -2,6 +2,7 @@
 
     python docs/study/summarize.py ablation runs/study/ablation   # validation Avg per lever (the ablation)
     python docs/study/summarize.py main runs/study/music ...      # test Avg per model and missing rate
+    python docs/study/summarize.py by-annotator runs/study/music  # Skip vs SimLabel + Conf. by annotator activity
 
 Accuracies are percentages, mean ± sample std over seeds. Gains over Skip are paired per seed (same split, same
 removed labels). Two verdicts per mode: "paired" — the mean gain exceeds the std of the per-seed gains; "unpaired"
@@ -32,29 +33,22 @@ def _pct(mean: float, std: float | None = None, signed: bool = False) -> str:
 
 
 def ablation(directories: list[Path]) -> str:
-    """One row per variant directory: SimLabel + Confidence's best-epoch validation Avg per (model, rate)."""
+    """Best-epoch validation Avg per (model, rate): one row per variant directory and mode (SimLabel + Confidence
+    rows carry the variant's name; other modes, e.g. the Skip baseline, get it in brackets)."""
     rows, columns = [], None
     for directory in directories:
-        runs = [m for m in _runs(directory) if m["mode"] == "simlabel+confidence"] or \
-            [m for m in _runs(directory) if m["mode"] == "skip"]
-        cells: dict[tuple[str, float], list[float]] = {}
-        for m in runs:
-            cells.setdefault((m["model"], float(m["missing_rate"])), []).append(m["best_val_avg_accuracy"])
-        columns = columns or sorted(cells)
-        label = directory.name if runs[0]["mode"] != "skip" else f"{directory.name} (Skip)"
-        means = [mean_std(cells.get(c, []))[0] for c in columns]
-        rows.append((label, [mean_std(cells.get(c, [])) for c in columns], sum(means) / len(means)))
-        if directory.name == "defaults":  # the defaults grid also holds Skip and SimLabel alone
-            for mode in ("skip", "simlabel"):
-                per = {}
-                for m in _runs(directory):
-                    if m["mode"] == mode:
-                        per.setdefault((m["model"], float(m["missing_rate"])), []).append(m["best_val_avg_accuracy"])
-                if not per:
-                    continue
-                means = [mean_std(per.get(c, []))[0] for c in columns]
-                rows.append((f"defaults ({mode})", [mean_std(per.get(c, [])) for c in columns],
-                             sum(means) / len(means)))
+        runs = _runs(directory)
+        for mode in ("simlabel+confidence", "skip", "simlabel"):
+            cells: dict[tuple[str, float], list[float]] = {}
+            for m in runs:
+                if m["mode"] == mode:
+                    cells.setdefault((m["model"], float(m["missing_rate"])), []).append(m["best_val_avg_accuracy"])
+            if not cells:
+                continue
+            columns = columns or sorted(cells)
+            stats = [mean_std(cells.get(c, [])) for c in columns]
+            label = directory.name if mode == "simlabel+confidence" else f"{directory.name} ({mode})"
+            rows.append((label, stats, sum(mean for mean, _ in stats) / len(stats)))
     header = ["variant"] + [f"{model} mr {rate:g}" for model, rate in columns] + ["mean"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for label, stats, overall in rows:
@@ -92,19 +86,53 @@ def main_table(directory: Path) -> str:
     return "\n".join(lines)
 
 
+def by_annotator(directory: Path, rate: float = 0.0, bounds: tuple[int, ...] = (3, 10)) -> str:
+    """Where the gain comes from: annotators bucketed by their test labels per seed (a proxy for how many labels
+    they gave overall), mean per-annotator test accuracy of Skip and SimLabel + Confidence per model at ``rate``."""
+    groups: dict[tuple[str, str], dict[str, list[tuple[float, int]]]] = {}
+    for m in _runs(directory):
+        if float(m["missing_rate"]) == rate:
+            per = groups.setdefault((m["model"], m["mode"]), {})
+            for a in m["annotators"]:
+                per.setdefault(a["id"], []).append((a["accuracy"], a["test_count"]))
+    edges = (0, *bounds, None)
+    names = [f"{lo}–{hi - 1}" if hi else f"≥ {lo}" for lo, hi in zip(edges[:-1], edges[1:])]
+    lines = [f"**{directory.name}**, extra missing {rate:g}: mean per-annotator test accuracy (%) by the annotator's "
+             "test labels per seed; (n) = annotators in the bucket", "",
+             "| model | " + " | ".join(f"{n} labels: Skip → +Conf" for n in names) + " |",
+             "|---|" + "---:|" * len(names)]
+    for model in sorted({model for model, _ in groups}):
+        skip, conf = groups.get((model, "skip"), {}), groups.get((model, "simlabel+confidence"), {})
+        cells = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            members = [a for a, v in skip.items() if lo <= sum(n for _, n in v) / len(v) < (hi or 10**9)]
+            pairs = [(mean_std([acc for acc, _ in skip[a]])[0], mean_std([acc for acc, _ in conf[a]])[0])
+                     for a in members if a in conf]
+            pairs = [(x, y) for x, y in pairs if x == x and y == y]
+            if not pairs:
+                cells.append("–")
+                continue
+            before, after = (sum(p[k] for p in pairs) / len(pairs) for k in (0, 1))
+            cells.append(f"{_pct(before)} → {_pct(after)} ({len(pairs)})")
+        lines.append("| " + " | ".join([model] + cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", choices=("ablation", "main"))
+    parser.add_argument("table", choices=("ablation", "main", "by-annotator"))
     parser.add_argument("dirs", nargs="+", type=Path, help="compare output directories (ablation: their parent)")
     args = parser.parse_args(argv)
     if args.table == "ablation":
         parent = args.dirs[0]
-        order = ["defaults", "lr-1e-4"]
+        order = ["base", "lr-1e-4"]
         found = sorted(p for p in parent.iterdir() if (p / "results.json").is_file())
         found.sort(key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
         print(ablation(found))
-    else:
+    elif args.table == "main":
         print("\n\n".join(main_table(d) for d in args.dirs))
+    else:
+        print("\n\n".join(by_annotator(d) for d in args.dirs))
     return 0
 
 
