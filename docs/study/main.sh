@@ -15,4 +15,6 @@ for preset in amer2-like amer-like; do
     simlabel compare --dataset synthetic --preset $preset --models heads,padl "${COMMON[@]}" --out "$STUDY/$preset"
 done
 simlabel compare "${MUSIC[@]}" --models heads,padl,madl,qumatl
+cp "$STUDY/music/similarity_heatmap.png" docs/images/music_similarity_heatmap.png
 python docs/study/summarize.py main "$STUDY/music" "$STUDY/amer2-like" "$STUDY/amer-like"
+python docs/study/summarize.py by-annotator "$STUDY/music"
