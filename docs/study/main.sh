@@ -16,5 +16,6 @@ for preset in amer2-like amer-like; do
 done
 simlabel compare "${MUSIC[@]}" --models heads,padl,madl,qumatl
 cp "$STUDY/music/similarity_heatmap.png" docs/images/music_similarity_heatmap.png
+cp "$STUDY/music/avg_vs_missing_rate.png" docs/images/music_avg_vs_missing_rate.png
 python docs/study/summarize.py main "$STUDY/music" "$STUDY/amer2-like" "$STUDY/amer-like"
 python docs/study/summarize.py by-annotator "$STUDY/music"
