@@ -9,8 +9,8 @@ So that the candidate measures the imputation path and not an idle one, both tra
 :data:`WARMUP_EPOCHS` epochs at lr 1e-3 without learning-rate warm-up, at the default threshold 0.6: by then the
 model's soft labels are confident enough that entries are imputed (and revised) in the measured epochs; the
 test asserts it. (At threshold 0.3 nearly every soft entry is imputed and many flip class every step, a stress
-case in which the bookkeeping costs about 18 % of a Skip epoch.) Target (issue): the candidate's epoch takes at most 15 % longer than the baseline's (ratio in
-the session-end table >= x0.87).
+case in which the bookkeeping costs about 18 % of a Skip epoch.) Target (issue): the candidate's epoch takes at
+most 15 % longer than the baseline's (ratio in the session-end table >= x0.87).
 
 Run ``OMP_NUM_THREADS=1 pytest benchmarks/bench_trainer.py --benchmark-only``; skipped when
 ``shared/data/music_genre`` is absent. Under ``--benchmark-disable`` each mode runs one epoch after the warm-up.

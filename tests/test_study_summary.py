@@ -36,10 +36,11 @@ def write(directory: Path, runs) -> Path:
 
 
 def test_main_table_gains_and_verdicts(tmp_path, summarize):
+    conf = "simlabel+confidence"
     d = write(tmp_path / "music", [run("skip", 0, 0.40, 0.3), run("skip", 1, 0.50, 0.3),
-                                   run("simlabel+confidence", 0, 0.46, 0.3), run("simlabel+confidence", 1, 0.54, 0.3)])
+                                   run(conf, 0, 0.46, 0.3), run(conf, 1, 0.54, 0.3)])
     row = summarize.main_table(d).splitlines()[-1]
-    assert row == ("| heads | 0 | 45.0 ± 7.1 | – | – | 50.0 ± 5.7 | +5.0 ± 1.4 | 10 | – | +Conf yes | +Conf NO |")
+    assert row == "| heads | 0 | 45.0 ± 7.1 | – | – | 50.0 ± 5.7 | +5.0 ± 1.4 | 10 | – | +Conf yes | +Conf NO |"
 
 
 def test_ablation_rows_are_validation_means(tmp_path, summarize):

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from simlabel_ext.report.tables import aggregate, mean_std
+from simlabel_ext.report.tables import aggregate, defined, mean_std, percent
 
 MODES = ("skip", "simlabel", "simlabel+confidence")
 
@@ -25,11 +25,6 @@ def _runs(directory: Path) -> list[dict]:
     if not path.is_file():
         raise SystemExit(f"summarize: {path} does not exist (run the study script first)")
     return json.loads(path.read_text(encoding="utf-8"))["runs"]
-
-
-def _pct(mean: float, std: float | None = None, signed: bool = False) -> str:
-    text = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
-    return text if std is None else f"{text} ± {100 * std:.1f}"
 
 
 def ablation(directories: list[Path]) -> str:
@@ -52,14 +47,14 @@ def ablation(directories: list[Path]) -> str:
     header = ["variant"] + [f"{model} mr {rate:g}" for model, rate in columns] + ["mean"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for label, stats, overall in rows:
-        lines.append("| " + " | ".join([label] + [_pct(m, s) for m, s in stats] + [_pct(overall)]) + " |")
+        lines.append("| " + " | ".join([label] + [percent(m, s) for m, s in stats] + [percent(overall)]) + " |")
     return "\n".join(lines)
 
 
 def main_table(directory: Path) -> str:
     """Test Avg per (model, missing rate): Skip, SimLabel and SimLabel + Confidence with paired gains."""
     rows = {(r["model"], r["missing_rate"], r["mode"]): r for r in aggregate(_runs(directory))}
-    keys = sorted({(model, rate) for model, rate, _ in rows}, key=lambda k: (k[0], k[1]))
+    keys = sorted({(model, rate) for model, rate, _ in rows})
     lines = [f"**{directory.name}** — test Avg (%), mean ± std over seeds; Δ = paired gain over Skip",
              "",
              "| model | extra missing | Skip | SimLabel | Δ | SimLabel + Conf. | Δ | imputed | imp. acc "
@@ -69,19 +64,17 @@ def main_table(directory: Path) -> str:
         skip, simlabel, conf = (rows.get((model, rate, mode)) for mode in MODES)
         if skip is None:
             continue
-        cells = [model, f"{rate:g}", _pct(skip["avg_mean"], skip["avg_std"])]
+        cells = [model, f"{rate:g}", percent(skip["avg_mean"], skip["avg_std"])]
         paired, unpaired = [], []
         for name, row in (("SimLabel", simlabel), ("+Conf", conf)):
             if row is None:
                 cells += ["–", "–"]
                 continue
-            cells += [_pct(row["avg_mean"], row["avg_std"]), _pct(row["gain_mean"], row["gain_std"], signed=True)]
+            cells += [percent(row["avg_mean"], row["avg_std"]), percent(row["gain_mean"], row["gain_std"], signed=True)]
             paired.append(f"{name} {'yes' if row['gain_mean'] > row['gain_std'] else 'NO'}")
             unpaired.append(f"{name} {'yes' if row['gain_mean'] > max(skip['avg_std'], row['avg_std']) else 'NO'}")
-        imp_acc = conf["imputation_accuracy_mean"] if conf else None
         cells += [f"{conf['imputations_mean']:.0f}" if conf else "–",
-                  _pct(imp_acc) if imp_acc is not None and imp_acc == imp_acc else "–", ", ".join(paired),
-                  ", ".join(unpaired)]
+                  percent(conf["imputation_accuracy_mean"] if conf else None), ", ".join(paired), ", ".join(unpaired)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -108,12 +101,12 @@ def by_annotator(directory: Path, rate: float = 0.0, bounds: tuple[int, ...] = (
             members = [a for a, v in skip.items() if lo <= sum(n for _, n in v) / len(v) < (hi or 10**9)]
             pairs = [(mean_std([acc for acc, _ in skip[a]])[0], mean_std([acc for acc, _ in conf[a]])[0])
                      for a in members if a in conf]
-            pairs = [(x, y) for x, y in pairs if x == x and y == y]
+            pairs = [(x, y) for x, y in pairs if defined(x) and defined(y)]
             if not pairs:
                 cells.append("–")
                 continue
             before, after = (sum(p[k] for p in pairs) / len(pairs) for k in (0, 1))
-            cells.append(f"{_pct(before)} → {_pct(after)} ({len(pairs)})")
+            cells.append(f"{percent(before)} → {percent(after)} ({len(pairs)})")
         lines.append("| " + " | ".join([model] + cells) + " |")
     return "\n".join(lines)
 

@@ -71,7 +71,9 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _pct(mean: float | None, std: float | None = None, signed: bool = False) -> str:
+def percent(mean: float | None, std: float | None = None, signed: bool = False) -> str:
+    """A fraction as a table cell in percent with one decimal, ``"mean ± std"`` where ``std`` is defined; ``–``
+    for an undefined mean."""
     if not defined(mean):
         return "–"
     text = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
@@ -98,13 +100,13 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
         for r in part:
             cells = [r["model"], r["mode"]]
             if wide:
-                cells += [_pct(r["per_annotator"][a]["mean"], r["per_annotator"][a]["std"]) for a in annotators]
+                cells += [percent(r["per_annotator"][a]["mean"], r["per_annotator"][a]["std"]) for a in annotators]
             cells += [
-                f"**{_pct(r['avg_mean'], r['avg_std'])}**",
-                "–" if r["mode"] == "skip" else _pct(r["gain_mean"], r["gain_std"], signed=True),
-                _pct(r["micro_mean"], r["micro_std"]),
+                f"**{percent(r['avg_mean'], r['avg_std'])}**",
+                "–" if r["mode"] == "skip" else percent(r["gain_mean"], r["gain_std"], signed=True),
+                percent(r["micro_mean"], r["micro_std"]),
                 "–" if r["mode"] != "simlabel+confidence" else f"{r['imputations_mean']:.0f}",
-                _pct(r["imputation_accuracy_mean"]),
+                percent(r["imputation_accuracy_mean"]),
             ]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")

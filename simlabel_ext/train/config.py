@@ -3,9 +3,10 @@
 Training defaults are the paper's (ALGORITHM.md §5): AdamW, lr 1e-4, weight decay 0.01, gradient-norm clip 1.0,
 linear warm-up over the first 20 % of steps then cosine decay, at most 200 epochs, early stopping with patience 25
 on the validation loss. SimLabel defaults are the paper's except ``lam = 3``, chosen on validation data by the
-ablation in docs/results.md (``PRESETS["paper"]`` restores the literal method, λ = 1). A run reads its configuration from a TOML or YAML file (:func:`load_config`), command-line
-overrides are applied on top (:meth:`TrainConfig.replace`), and the resolved configuration is saved with the run
-(:func:`write_config`) so that ``simlabel train --config RUN/config.toml`` repeats it.
+ablation in docs/results.md (``PRESETS["paper"]`` restores the literal method, λ = 1). A run reads its
+configuration from a TOML or YAML file (:func:`load_config`), command-line overrides are applied on top
+(:meth:`TrainConfig.replace`), and the resolved configuration is saved with the run (:func:`write_config`) so
+that ``simlabel train --config RUN/config.toml`` repeats it.
 
 File layout (TOML; YAML has the same keys)::
 
