@@ -37,5 +37,5 @@ simlabel compare "${SYN[@]}" "${BASE[@]}" --modes simlabel+confidence --lam 3 --
 simlabel compare "${SYN[@]}" "${BASE[@]}" --modes simlabel+confidence --lam 3 --imputed-as-targets \
     --out "$STUDY/ablation-amer2/lam-3+targets"
 simlabel compare "${SYN[@]}" --modes simlabel+confidence --simlabel-preset paper --out "$STUDY/ablation-amer2/paper"
-# the training budget: the paper's lr 1e-4 (its 200 epochs end before the validation loss stops falling here)
+# the training budget: the paper's lr 1e-4 (for heads, 200 epochs end before the validation loss stops falling)
 simlabel compare "${GRID[@]}" "${BASE[@]}" --modes skip,simlabel+confidence --lr 1e-4 --out "$STUDY/ablation/lr-1e-4"
