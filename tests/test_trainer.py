@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -548,3 +549,24 @@ def test_imputed_as_targets_trains_imputed_entries_with_ce(tmp_path):
     assert observed + before <= history[-1]["ce_terms"] <= observed + after
     items = torch.tensor([0, 5, 3])
     assert torch.equal(trainer.store.labels(items), trainer.store.labels()[items])
+
+
+def test_similarity_from_observed_labels_ignores_imputations(tmp_path):
+    """``similarity_labels = "observed"``: the run imputes, but S stays the observed labels' similarity, and a run
+    resumed from a checkpoint rebuilds the same engine (its kappa check passes) and ends identical."""
+    config = TrainConfig(**{**IMPUTING, "similarity_labels": "observed"})
+    trainer = Trainer(config, tmp_path / "run", log=lambda line: None)
+    trainer.fit()
+    assert len(trainer.store) > 50, "the run is meant to impute"
+    observed = SimilarityEngine(trainer.train_labels, trainer.dataset.num_classes, n0=config.n0)
+    assert torch.equal(trainer.similarity, observed.similarity())
+    assert torch.equal(trainer.engine.kappa().nan_to_num(), trainer.initial_kappa.nan_to_num())
+    assert {r["mean_similarity"] for r in trainer.history} == {trainer.history[0]["mean_similarity"]}
+
+    resumed = Trainer(config, tmp_path / "resumed", log=lambda line: None)
+    shutil.copytree(tmp_path / "run" / "checkpoints", tmp_path / "resumed" / "checkpoints")
+    (tmp_path / "resumed" / "checkpoints" / f"epoch-{config.epochs:04d}.pt").unlink()
+    assert resumed.resume() and resumed.epoch == config.epochs - 1
+    resumed.fit(resume=True)
+    assert resumed.store.entries()["label"].tolist() == trainer.store.entries()["label"].tolist()
+    assert torch.equal(resumed.similarity, trainer.similarity)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import get_registry
-from ..train import TrainConfig, Trainer, init_distributed, load_config, shutdown_distributed
+from ..train import TrainConfig, fit_run, init_distributed, load_config, shutdown_distributed
 from ..train.config import PRESETS
 
 _OPTION_TABLES = ("dataset_options", "model_options")
@@ -21,6 +21,17 @@ _OPTION_TABLES = ("dataset_options", "model_options")
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _flag_type(parse):
+    """An argparse type from a config parser: its ValueError message becomes the flag's error message."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -34,7 +45,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         if isinstance(default, bool):
             group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            group.add_argument(flag(f.name), type=type(default), default=None, choices=f.metadata.get("choices"),
+            parse = f.metadata.get("parse")
+            group.add_argument(flag(f.name), type=_flag_type(parse) if parse else type(default), default=None,
+                               choices=f.metadata.get("choices"),
                                metavar=None if f.metadata.get("choices") else f.name.upper(), help=help_text)
     group.add_argument("--simlabel-preset", choices=sorted(PRESETS), default=None,
                        help="a named set of SimLabel options applied over the config file, under the flags; "
@@ -126,7 +139,7 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else default_out(config)
     dist = init_distributed(config.device)
     try:
-        Trainer(config, out, dist=dist).fit(resume=args.resume)
+        fit_run(config, out, dist=dist, resume=args.resume)
     finally:
         shutdown_distributed()
     return 0

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..train import TrainConfig, Trainer, load_config
+from ..train import TrainConfig, fit_run, load_config
 
 __all__ = ["GridRun", "expand_grid", "run_grid"]
 
@@ -97,7 +97,7 @@ def _train(config_dict: dict[str, Any], out_dir: str, threads: int | None) -> di
             fh.write(line + "\n")
 
     config = TrainConfig.from_dict(config_dict).replace(progress=False)
-    return Trainer(config, out, log=log).fit(resume=True)  # a fresh start where there is no checkpoint
+    return fit_run(config, out, log=log, resume=True)  # a fresh start where there is no checkpoint
 
 
 def run_grid(

@@ -31,7 +31,7 @@ from typing import Any
 from ..ops.options import CONTRIBUTORS, KL_DIRECTIONS, KL_WEIGHTS, MODES, REDUCTIONS, SOFT_SOURCES, SimLabelOptions
 from ..similarity import DEFAULT_N0
 
-__all__ = ["PRESETS", "RUNTIME_OPTIONS", "TrainConfig", "load_config", "write_config"]
+__all__ = ["LAM_AUTO", "PRESETS", "RUNTIME_OPTIONS", "TrainConfig", "load_config", "parse_lam", "write_config"]
 
 #: Named sets of SimLabel options, applied with ``TrainConfig.replace(**PRESETS[name])`` (``--simlabel-preset``).
 #: ``paper``: the literal method of the paper (ALGORITHM.md §1–4): unshrunk kappa, one flat mean over all CE and
@@ -40,15 +40,34 @@ __all__ = ["PRESETS", "RUNTIME_OPTIONS", "TrainConfig", "load_config", "write_co
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"n0": 0.0, "min_overlap": 0, "reduction": "flat", "kl_direction": "reverse", "lam": 1.0,
               "lam_warmup_epochs": 0, "contributors": "labelled", "soft_source": "predictions",
-              "kl_weight": "uniform", "threshold": 0.6, "impute_start_epoch": 0, "imputed_as_targets": False},
+              "kl_weight": "uniform", "threshold": 0.6, "impute_start_epoch": 0, "imputed_as_targets": False,
+              "similarity_labels": "observed+imputed"},
 }
+
+#: The value of ``lam`` that chooses λ on the validation split (:mod:`simlabel_ext.train.lam_selection`).
+LAM_AUTO = "auto"
+
+#: What the similarity matrix is computed from while training (``similarity_labels``).
+SIMILARITY_LABELS = ("observed+imputed", "observed")
 
 #: Options that do not change a run's outcome: a resumed or reused run may differ in them.
 RUNTIME_OPTIONS = ("device", "progress")
 
 
-def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    metadata = {"help": help, "choices": choices}
+def parse_lam(value: Any) -> float | str:
+    """``lam`` from a flag or a file: a number >= 0, or ``"auto"``."""
+    if isinstance(value, str) and value.strip().lower() == LAM_AUTO:
+        return LAM_AUTO
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"lam must be a number >= 0 or {LAM_AUTO!r}; got {value!r}") from None
+    return value
+
+
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, parse: Any = None) -> Any:
+    metadata = {"help": help, "choices": choices, "parse": parse}
     if isinstance(default, dict):
         return field(default_factory=dict, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -76,7 +95,9 @@ class TrainConfig:
     threshold: float = _opt(0.6, "confidence threshold T for imputation (conf >= T)")
     kl_direction: str = _opt("reverse", "reverse = KL(p || p_soft) (paper); forward = KL(p_soft || p)", KL_DIRECTIONS)
     reduction: str = _opt("mean", "mean = mean CE + lam * mean KL; flat = one mean over both; sum", REDUCTIONS)
-    lam: float = _opt(3.0, "weight lambda of the KL term (3: chosen on validation data, docs/results.md; paper: 1)")
+    lam: float | str = _opt(3.0, "weight lambda of the KL term (3: chosen on validation data, docs/results.md; "
+                                 "paper: 1); auto = train with 0, 1 and 3 and keep the best validation Avg",
+                            parse=parse_lam)
     lam_warmup_epochs: int = _opt(0, "ramp lambda linearly from lam/k to lam over the first k epochs (0 = none)")
     contributors: str = _opt("labelled", "who forms a soft label: labelled = annotators that labelled the item; all",
                              CONTRIBUTORS)
@@ -86,6 +107,9 @@ class TrainConfig:
                           KL_WEIGHTS)
     n0: float = _opt(DEFAULT_N0, "similarity shrinkage: kappa times n / (n + n0) for n shared items (0 = paper)")
     min_overlap: int = _opt(0, "similarity is 0 for annotator pairs sharing fewer training items than this")
+    similarity_labels: str = _opt("observed+imputed", "labels the similarity is recomputed from during training: "
+                                  "observed+imputed (Algorithm 1, line 10) or observed (imputations never change it)",
+                                  SIMILARITY_LABELS)
     impute_start_epoch: int = _opt(0, "first epoch (0-based) whose confident soft labels are imputed")
     imputed_as_targets: bool = _opt(False, "train imputed entries with CE as hard labels instead of the KL term")
     device: str = _opt("auto", "auto (cuda if available, else cpu), cpu, cuda or cuda:K")
@@ -93,14 +117,18 @@ class TrainConfig:
     progress: bool = _opt(True, "show a progress bar per epoch (rank 0, on a terminal)")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lam", parse_lam(self.lam))
         for f in fields(self):
             value = getattr(self, f.name)
+            if value == LAM_AUTO and f.name == "lam":
+                continue
             kind = type(f.default) if f.default is not dataclasses.MISSING else dict
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, float(value))
                 value = float(value)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                hint = " (YAML reads 1e-4 as a string: write 1.0e-4)" if kind is float and isinstance(value, str) else ""
+                yaml_string = kind is float and isinstance(value, str)
+                hint = " (YAML reads 1e-4 as a string: write 1.0e-4)" if yaml_string else ""
                 raise ValueError(f"config option {f.name!r} expects {kind.__name__}; got {value!r}{hint}")
             if kind is dict:
                 for key, item in value.items():
@@ -119,14 +147,21 @@ class TrainConfig:
         non_negative = ("seed", "lr", "weight_decay", "clip", "patience", "lam", "lam_warmup_epochs", "n0",
                         "min_overlap", "impute_start_epoch")
         for name in non_negative:
-            if getattr(self, name) < 0:
+            if getattr(self, name) != LAM_AUTO and getattr(self, name) < 0:
                 raise ValueError(f"config option {name!r} must be >= 0; got {getattr(self, name)}")
         if not 0.0 <= self.warmup <= 1.0 or not 0.0 <= self.missing_rate <= 1.0:
             raise ValueError("config options 'warmup' and 'missing_rate' must lie in [0, 1]")
         for name in ("seed", "missing_rate"):
             if name in self.dataset_options:
                 raise ValueError(f"set {name!r} at the top level of the config, not in dataset_options")
-        self.loss_options(self.lam)  # validates the SimLabel options together
+        self.loss_options(1.0 if self.lam == LAM_AUTO else self.lam)  # validates the SimLabel options together
+
+    @property
+    def step_lam(self) -> float:
+        """The fixed λ of one :class:`~simlabel_ext.train.Trainer`: ``lam``, or 0 for ``lam = "auto"`` (only
+        valid in Skip mode, which has no KL term; :func:`simlabel_ext.train.fit_run` splits other ``auto`` runs into
+        one run per candidate λ)."""
+        return 0.0 if self.lam == LAM_AUTO else self.lam
 
     def loss_options(self, lam: float) -> SimLabelOptions:
         """The :class:`SimLabelOptions` of one step with KL weight ``lam`` (the trainer sums, then normalises)."""

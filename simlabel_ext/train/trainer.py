@@ -13,7 +13,8 @@ One optimizer step:
 3. backward, gradient clipping, AdamW, learning-rate schedule;
 4. in ``simlabel+confidence`` mode, the entries the op selected for imputation are all-gathered, put in
    (item, annotator) order, written to the store (observed labels are never touched) and applied to the engine
-   incrementally; the next step uses the refreshed similarity.
+   incrementally; the next step uses the refreshed similarity (unless ``similarity_labels = "observed"``, which
+   keeps the similarity of the observed labels).
 
 The similarity is computed from the *training* split's observed labels plus the imputed ones: validation and
 test labels never influence training. Every rank holds the same store and engine.
@@ -38,7 +39,7 @@ from ..ops.options import combine_loss
 from ..registry import get_registry
 from ..similarity import SimilarityEngine
 from . import checkpoint as ckpt
-from .config import TrainConfig, write_config
+from .config import LAM_AUTO, TrainConfig, write_config
 from .distributed import Distributed, pick_device
 from .evaluate import SplitMetrics, evaluate_split
 from .outputs import write_outputs
@@ -89,6 +90,8 @@ class Trainer:
         log: Callable[[str], None] | None = None,
         on_epoch_end: Callable[["Trainer", dict[str, Any]], None] | None = None,
     ) -> None:
+        if config.lam == LAM_AUTO and config.mode != "skip":
+            raise ValueError('lam = "auto" trains one run per candidate λ: train it with simlabel_ext.train.fit_run')
         self.config = config
         self.out_dir = Path(out_dir)
         self.dist = dist if dist is not None else Distributed(device=pick_device(config.device))
@@ -184,7 +187,7 @@ class Trainer:
         if state.get("cuda_rng_state") is not None and self.dist.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng_state"], self.dist.device)
         self.store.load_state_dict(state["store"])
-        self.engine = SimilarityEngine(self.store.labels(), self.dataset.num_classes, n0=self.config.n0,
+        self.engine = SimilarityEngine(self._similarity_source(), self.dataset.num_classes, n0=self.config.n0,
                                        min_overlap=self.config.min_overlap)
         kappa, saved = self.engine.kappa(), state["kappa"]
         if not torch.equal(kappa.isnan(), saved.isnan()) or not torch.allclose(
@@ -217,6 +220,11 @@ class Trainer:
         self.dist.barrier()
 
     # ---------------------------------------------------------------- one step
+    def _similarity_source(self) -> torch.Tensor:
+        """The labels ``[N, A]`` the similarity is computed from (``similarity_labels``): observed + imputed, or
+        the observed training labels alone."""
+        return self.store.labels() if self.config.similarity_labels == "observed+imputed" else self.train_labels
+
     def _refresh_similarity(self) -> None:
         self.engine.similarity(out=self._similarity_cpu)
         self.similarity.copy_(self._similarity_cpu)
@@ -270,7 +278,7 @@ class Trainer:
             items, annotators, classes = chosen[:, 0], chosen[:, 1], chosen[:, 2]
             confidence = chosen[:, 3].astype(np.int32).view(np.float32)
         change = self.store.update(items, annotators, classes, confidence, epoch=self.epoch, step=self.global_step)
-        if len(change):
+        if len(change) and self.config.similarity_labels == "observed+imputed":
             self.engine.set_labels(change.items, change.annotators, change.classes)
             self._refresh_similarity()
 
@@ -289,7 +297,7 @@ class Trainer:
     def _run_epoch(self) -> dict[str, Any]:
         config = self.config
         start = time.perf_counter()
-        lam = kl_weight(config.lam, self.epoch, config.lam_warmup_epochs)
+        lam = kl_weight(config.step_lam, self.epoch, config.lam_warmup_epochs)
         totals = torch.zeros(4, dtype=torch.float64)
         self.network.train()
         steps = self.batches.epoch(self.epoch)
