@@ -385,3 +385,17 @@ def test_write_report_without_plots(tmp_path):
     md = (out / "results.md").read_text()
     assert "## Figures" not in md and "Regenerate with" not in md
     assert "**45.0 ± 5.0**" in md
+
+
+def test_lam_auto_runs_show_the_lam_each_seed_chose(tmp_path):
+    runs = [metrics("skip", s, 0.0, 0.5, 0.5, [0.5], [2]) for s in (1, 0)]
+    runs += [dict(metrics("simlabel", s, 0.0, 0.6, 0.5, [0.6], [2]), lam_selected=lam)
+             for s, lam in ((1, 0.0), (0, 3.0))]
+    rows = aggregate(runs)
+    assert row(rows, 0.0, "simlabel")["lam_selected"] == [3.0, 0.0] and row(rows, 0.0, "skip")["lam_selected"] == []
+    cells = table_lines(markdown_tables(rows), "natural missingness")
+    assert cells[0][-1] == "λ chosen" and cells[2][-1] == "–" and cells[3][-1] == "3, 0"
+    write_csv(tmp_path / "r.csv", rows)
+    with open(tmp_path / "r.csv", newline="", encoding="utf-8") as fh:
+        read = list(csv.DictReader(fh))
+    assert [r["lam_selected"] for r in read] == ["", "3 0"] and "acc_A1" in read[0]

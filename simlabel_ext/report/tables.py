@@ -3,7 +3,8 @@
 Input: the ``metrics.json`` dicts of finished runs (:mod:`simlabel_ext.train.outputs`). Accuracies are fractions
 in [0, 1] in the data and percentages in the rendered tables. ``std`` is the sample standard deviation over
 seeds (0 with one seed). The gain of a mode over Skip is computed per seed (same split, same removed labels)
-and then averaged, so its std is that of the paired difference.
+and then averaged, so its std is that of the paired difference. Runs trained with ``lam = "auto"`` add the λ each
+seed chose (``lam_selected``), as a column of the Markdown table and of the CSV.
 """
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "avg_mean": avg[0], "avg_std": avg[1], "micro_mean": micro[0], "micro_std": micro[1],
             "gain_mean": gain[0] if mode != "skip" else 0.0, "gain_std": gain[1] if mode != "skip" else 0.0,
             "imputations_mean": imputed[0], "imputation_accuracy_mean": imp_acc[0],
+            "lam_selected": [m["lam_selected"] for m in members if "lam_selected" in m],
             "per_annotator": per_annotator,
         })
     return rows
@@ -90,11 +92,14 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
         seeds = sorted({s for r in part for s in r["seeds"]})
         title = "natural missingness" if rate == 0 else f"extra missing rate {rate:g} of the training labels removed"
         out.append(f"### {title}\n")
-        out.append(f"Per-annotator test accuracy (%), mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))});"
+        seed_list = ", ".join(map(str, seeds))
+        out.append(f"Per-annotator test accuracy (%), mean ± std over {len(seeds)} seed(s) ({seed_list});"
                    " Δ Skip: paired gain in Avg over Skip." + ("" if wide else
                    f" {len(annotators)} annotators: per-annotator columns are in results.csv."))
         out.append("")
-        header = ["Model", "Mode"] + (annotators if wide else []) + ["Avg", "Δ Skip", "micro", "imputed", "imp. acc"]
+        chose = any(r["lam_selected"] for r in part)
+        header = ["Model", "Mode"] + (annotators if wide else []) + ["Avg", "Δ Skip", "micro", "imputed", "imp. acc"] \
+            + (["λ chosen"] if chose else [])
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
         for r in part:
@@ -107,24 +112,33 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
                 percent(r["micro_mean"], r["micro_std"]),
                 "–" if r["mode"] != "simlabel+confidence" else f"{r['imputations_mean']:.0f}",
                 percent(r["imputation_accuracy_mean"]),
-            ]
+            ] + ([_lams(r)] if chose else [])
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
 
+def _lams(row: dict[str, Any]) -> str:
+    """The λ each seed chose (``lam = "auto"``), in seed order; ``–`` for fixed-λ runs."""
+    return ", ".join(f"{lam:g}" for lam in row["lam_selected"]) or "–"
+
+
 def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
-    """The aggregated table as CSV, accuracies as fractions; one ``acc_<annotator>`` column per annotator."""
+    """The aggregated table as CSV, accuracies as fractions; one ``acc_<annotator>`` column per annotator; with
+    ``lam = "auto"`` runs, a ``lam_selected`` column (the λ per seed, space-separated)."""
     annotators: list[str] = []
     for r in rows:
         annotators += [a for a in r["per_annotator"] if a not in annotators]
     fields = ["missing_rate", "model", "mode", "seeds", "avg_mean", "avg_std", "gain_mean", "gain_std", "micro_mean",
-              "micro_std", "imputations_mean", "imputation_accuracy_mean"] + [f"acc_{a}" for a in annotators]
+              "micro_std", "imputations_mean", "imputation_accuracy_mean"]
+    chose = any(r["lam_selected"] for r in rows)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(fields)
+        writer.writerow(fields + (["lam_selected"] if chose else []) + [f"acc_{a}" for a in annotators])
         for r in rows:
-            values = [r[f] for f in fields[:12]]
+            values = [r[f] for f in fields]
             values[3] = " ".join(map(str, r["seeds"]))
+            if chose:
+                values.append(" ".join(f"{lam:g}" for lam in r["lam_selected"]))
             values += [r["per_annotator"].get(a, {}).get("mean", math.nan) for a in annotators]
             writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in values])
