@@ -39,8 +39,9 @@ def test_main_table_gains_and_verdicts(tmp_path, summarize):
     conf = "simlabel+confidence"
     d = write(tmp_path / "music", [run("skip", 0, 0.40, 0.3), run("skip", 1, 0.50, 0.3),
                                    run(conf, 0, 0.46, 0.3), run(conf, 1, 0.54, 0.3)])
-    row = summarize.main_table(d).splitlines()[-1]
-    assert row == "| heads | 0 | 45.0 ± 7.1 | – | – | 50.0 ± 5.7 | +5.0 ± 1.4 | 10 | – | +Conf yes | +Conf NO |"
+    row = summarize.main_table(d.name, summarize._runs(d)).splitlines()[-1]
+    assert row == ("| heads | 0 | 45.0 ± 7.1 | – | – | 50.0 ± 5.7 | +5.0 ± 1.4 | 10 | – | +Conf yes "
+                   "| +Conf NO |")
 
 
 def test_ablation_rows_are_validation_means(tmp_path, summarize):
@@ -69,3 +70,19 @@ def test_by_annotator_buckets_by_test_labels_per_seed(tmp_path, summarize):
                                    two("simlabel+confidence", 0, 1.0, 0.5), two("simlabel+confidence", 1, 0.5, 0.5)])
     # sparse: 1.5 test labels per seed, Skip mean 25 %, +Conf 75 %; heavy: 12 per seed, 60 % → 50 %
     assert summarize.by_annotator(d).splitlines()[-1] == "| heads | 25.0 → 75.0 (1) | – | 60.0 → 50.0 (1) |"
+
+
+def test_auto_takes_each_seeds_best_validation_candidate(tmp_path, summarize):
+    sl = "simlabel"
+    # seed 0: validation 0.30 (Skip) < 0.35 (λ 1) < 0.40 (λ 3) → λ 3, test 0.46;
+    # seed 1: Skip's 0.50 beats both (0.45, 0.45) → λ 0, i.e. Skip's own test Avg 0.50 (gain 0)
+    base = write(tmp_path / "music", [run("skip", 0, 0.40, 0.30), run("skip", 1, 0.50, 0.50),
+                                      run(sl, 0, 0.46, 0.40), run(sl, 1, 0.60, 0.45)])
+    lam1 = write(tmp_path / "lam1", [run(sl, 0, 0.70, 0.35), run(sl, 1, 0.70, 0.45)])
+    runs, note = summarize.auto_runs(base, {3.0: base, 1.0: lam1})
+    chosen = sorted((m["seed"], m["avg_accuracy"]) for m in runs if m["mode"] == sl)
+    assert chosen == [(0, 0.46), (1, 0.50)]
+    assert note == {("heads", 0.0): "0: 1×, 3: 1×"}
+    row = summarize.main_table("music", runs, note).splitlines()[-1]
+    assert row.startswith("| heads | 0 | 45.0 ± 7.1 | 48.0 ± 2.8 | +3.0 ± 4.2 |")
+    assert row.endswith("| 0: 1×, 3: 1× |")

@@ -12,7 +12,7 @@ GRID=(--dataset music --data-dir "$DATA" --models heads,padl --seeds 0,1 --missi
       --jobs 2 --no-plots)
 BASE=(--n0 10 --min-overlap 0 --reduction mean --kl-direction reverse --lam 1 --lam-warmup-epochs 0
       --contributors labelled --soft-source predictions --kl-weight uniform --threshold 0.6 --impute-start-epoch 0
-      --no-imputed-as-targets)
+      --no-imputed-as-targets --similarity-labels observed+imputed)
 ablate() {  # NAME [FLAGS...]: SimLabel + Confidence, BASE with one lever changed
     local name=$1; shift
     simlabel compare "${GRID[@]}" --modes simlabel+confidence "${BASE[@]}" "$@" --out "$STUDY/ablation/$name"
@@ -31,6 +31,8 @@ ablate impute-from-10 --impute-start-epoch 10
 ablate imputed-as-targets --imputed-as-targets
 # the two best levers together, then a cross-check of the candidates on a second data set (amer2-like, heads)
 ablate lam-3+targets --lam 3 --imputed-as-targets
+# added in the second round (docs/results.md, "Against the collapse"): kappa from the observed labels only
+ablate lam-3+observed-similarity --lam 3 --similarity-labels observed
 SYN=(--dataset synthetic --preset amer2-like --models heads --seeds 0,1 --missing-rates 0 --lr 1e-3 --jobs 2 --no-plots)
 simlabel compare "${SYN[@]}" "${BASE[@]}" --modes skip,simlabel+confidence --out "$STUDY/ablation-amer2/base"
 simlabel compare "${SYN[@]}" "${BASE[@]}" --modes simlabel+confidence --lam 3 --out "$STUDY/ablation-amer2/lam-3"

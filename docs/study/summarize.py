@@ -3,6 +3,8 @@
     python docs/study/summarize.py ablation runs/study/ablation   # validation Avg per lever (the ablation)
     python docs/study/summarize.py main runs/study/music ...      # test Avg per model and missing rate
     python docs/study/summarize.py by-annotator runs/study/music  # Skip vs SimLabel + Conf. by annotator activity
+    python docs/study/summarize.py auto runs/study/music 3:runs/study/music 1:runs/study/music-lam1
+                                                                  # lam = "auto" from finished runs (see auto_runs)
 
 Accuracies are percentages, mean ± sample std over seeds. Gains over Skip are paired per seed (same split, same
 removed labels). Two verdicts per mode: "paired" — the mean gain exceeds the std of the per-seed gains; "unpaired"
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 from simlabel_ext.report.tables import aggregate, defined, mean_std, percent
+from simlabel_ext.train.lam_selection import choose_lam
 
 MODES = ("skip", "simlabel", "simlabel+confidence")
 
@@ -51,15 +54,17 @@ def ablation(directories: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def main_table(directory: Path) -> str:
-    """Test Avg per (model, missing rate): Skip, SimLabel and SimLabel + Confidence with paired gains."""
-    rows = {(r["model"], r["missing_rate"], r["mode"]): r for r in aggregate(_runs(directory))}
+def main_table(title: str, runs: list[dict], note: dict[tuple[str, float], str] | None = None) -> str:
+    """Test Avg per (model, missing rate): Skip, SimLabel and SimLabel + Confidence with paired gains; ``note``
+    adds a last column per (model, rate)."""
+    rows = {(r["model"], r["missing_rate"], r["mode"]): r for r in aggregate(runs)}
     keys = sorted({(model, rate) for model, rate, _ in rows})
-    lines = [f"**{directory.name}** — test Avg (%), mean ± std over seeds; Δ = paired gain over Skip",
+    extra = ("", "") if note is None else (" | λ chosen", "---|")
+    lines = [f"**{title}** — test Avg (%), mean ± std over seeds; Δ = paired gain over Skip",
              "",
              "| model | extra missing | Skip | SimLabel | Δ | SimLabel + Conf. | Δ | imputed | imp. acc "
-             "| beats Skip: paired | unpaired |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+             "| beats Skip: paired | unpaired" + extra[0] + " |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|" + extra[1]]
     for model, rate in keys:
         skip, simlabel, conf = (rows.get((model, rate, mode)) for mode in MODES)
         if skip is None:
@@ -75,8 +80,35 @@ def main_table(directory: Path) -> str:
             unpaired.append(f"{name} {'yes' if row['gain_mean'] > max(skip['avg_std'], row['avg_std']) else 'NO'}")
         cells += [f"{conf['imputations_mean']:.0f}" if conf else "–",
                   percent(conf["imputation_accuracy_mean"] if conf else None), ", ".join(paired), ", ".join(unpaired)]
+        if note is not None:
+            cells.append(note.get((model, rate), "–"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def auto_runs(skip_dir: Path, candidates: dict[float, Path]) -> tuple[list[dict], dict[tuple[str, float], str]]:
+    """``lam = "auto"`` evaluated from finished runs: per (model, mode, rate, seed), the candidate λ whose run has
+    the best validation Avg (the library's own rule, ``choose_lam``; λ = 0 is the Skip run of the same seed, whose
+    model is the one a λ = 0 run trains). Returns Skip's runs plus the chosen runs, and per (model, rate) how often
+    each λ was chosen (SimLabel and SimLabel + Confidence together)."""
+    skip = {(m["model"], m["missing_rate"], m["seed"]): m for m in _runs(skip_dir) if m["mode"] == "skip"}
+    by_lam = {lam: {(m["model"], m["mode"], m["missing_rate"], m["seed"]): m for m in _runs(d) if m["mode"] != "skip"}
+              for lam, d in candidates.items()}
+    chosen_runs, counts = list(skip.values()), {}
+    keys = set.intersection(*(set(runs) for runs in by_lam.values()))
+    for model, mode, rate, seed in sorted(keys):
+        base = skip.get((model, rate, seed))
+        if base is None:
+            continue
+        scores = {0.0: base["best_val_avg_accuracy"]}
+        scores.update({lam: runs[(model, mode, rate, seed)]["best_val_avg_accuracy"] for lam, runs in by_lam.items()})
+        lam = choose_lam(scores)
+        run = dict(base, mode=mode, imputations=0) if lam == 0.0 else by_lam[lam][(model, mode, rate, seed)]
+        chosen_runs.append(run)
+        tally = counts.setdefault((model, rate), {})
+        tally[lam] = tally.get(lam, 0) + 1
+    note = {key: ", ".join(f"{lam:g}: {n}×" for lam, n in sorted(tally.items())) for key, tally in counts.items()}
+    return chosen_runs, note
 
 
 def by_annotator(directory: Path, rate: float = 0.0, bounds: tuple[int, ...] = (3, 10)) -> str:
@@ -113,9 +145,16 @@ def by_annotator(directory: Path, rate: float = 0.0, bounds: tuple[int, ...] = (
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", choices=("ablation", "main", "by-annotator"))
-    parser.add_argument("dirs", nargs="+", type=Path, help="compare output directories (ablation: their parent)")
+    parser.add_argument("table", choices=("ablation", "main", "by-annotator", "auto"))
+    parser.add_argument("dirs", nargs="+", help="compare output directories (ablation: their parent; auto: the "
+                                                "Skip runs' directory, then LAMBDA:DIR per candidate)")
     args = parser.parse_args(argv)
+    if args.table == "auto":
+        candidates = {float(lam): Path(d) for lam, _, d in (item.partition(":") for item in args.dirs[1:])}
+        runs, note = auto_runs(Path(args.dirs[0]), candidates)
+        print(main_table(f"{Path(args.dirs[0]).name}, lam auto", runs, note))
+        return 0
+    args.dirs = [Path(d) for d in args.dirs]
     if args.table == "ablation":
         parent = args.dirs[0]
         order = ["base", "lr-1e-4"]
@@ -123,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         found.sort(key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
         print(ablation(found))
     elif args.table == "main":
-        print("\n\n".join(main_table(d) for d in args.dirs))
+        print("\n\n".join(main_table(d.name, _runs(d)) for d in args.dirs))
     else:
         print("\n\n".join(by_annotator(d) for d in args.dirs))
     return 0
