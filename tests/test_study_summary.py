@@ -86,3 +86,12 @@ def test_auto_takes_each_seeds_best_validation_candidate(tmp_path, summarize):
     row = summarize.main_table("music", runs, note).splitlines()[-1]
     assert row.startswith("| heads | 0 | 45.0 ± 7.1 | 48.0 ± 2.8 | +3.0 ± 4.2 |")
     assert row.endswith("| 0: 1×, 3: 1× |")
+
+
+def test_sampling_se_of_avg_by_hand(summarize):
+    # micro accuracy 0.5, annotators with 1 and 4 test labels (and one with none, left out):
+    # SE = sqrt(0.25 / 1 + 0.25 / 4) / 2 = sqrt(0.3125) / 2 = 0.2795
+    m = run("skip", 0, 0.5, 0.5)
+    m["annotators"] = [{"id": "a", "accuracy": 1.0, "test_count": 1}, {"id": "b", "accuracy": 0.25, "test_count": 4},
+                       {"id": "c", "accuracy": None, "test_count": 0}]
+    assert summarize.sampling_se(m) == pytest.approx(0.3125 ** 0.5 / 2, abs=1e-12)

@@ -3,6 +3,7 @@
     python docs/study/summarize.py ablation runs/study/ablation   # validation Avg per lever (the ablation)
     python docs/study/summarize.py main runs/study/music ...      # test Avg per model and missing rate
     python docs/study/summarize.py by-annotator runs/study/music  # Skip vs SimLabel + Conf. by annotator activity
+    python docs/study/summarize.py noise runs/study/music          # sampling noise of one seed's test Avg
     python docs/study/summarize.py auto runs/study/music 3:runs/study/music 1:runs/study/music-lam1
                                                                   # lam = "auto" from finished runs (see auto_runs)
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -90,12 +92,13 @@ def auto_runs(skip_dir: Path, candidates: dict[float, Path]) -> tuple[list[dict]
     """``lam = "auto"`` evaluated from finished runs: per (model, mode, rate, seed), the candidate λ whose run has
     the best validation Avg (the library's own rule, ``choose_lam``; λ = 0 is the Skip run of the same seed, whose
     model is the one a λ = 0 run trains). Returns Skip's runs plus the chosen runs, and per (model, rate) how often
-    each λ was chosen (SimLabel and SimLabel + Confidence together)."""
+    each λ was chosen (SimLabel and SimLabel + Confidence together). Models without runs for every λ are left out."""
     skip = {(m["model"], m["missing_rate"], m["seed"]): m for m in _runs(skip_dir) if m["mode"] == "skip"}
     by_lam = {lam: {(m["model"], m["mode"], m["missing_rate"], m["seed"]): m for m in _runs(d) if m["mode"] != "skip"}
               for lam, d in candidates.items()}
-    chosen_runs, counts = list(skip.values()), {}
     keys = set.intersection(*(set(runs) for runs in by_lam.values()))
+    models = {model for model, _, _, _ in keys}
+    chosen_runs, counts = [m for key, m in skip.items() if key[0] in models], {}
     for model, mode, rate, seed in sorted(keys):
         base = skip.get((model, rate, seed))
         if base is None:
@@ -109,6 +112,36 @@ def auto_runs(skip_dir: Path, candidates: dict[float, Path]) -> tuple[list[dict]
         tally[lam] = tally.get(lam, 0) + 1
     note = {key: ", ".join(f"{lam:g}: {n}×" for lam, n in sorted(tally.items())) for key, tally in counts.items()}
     return chosen_runs, note
+
+
+def sampling_se(run: dict) -> float:
+    """Standard error of one run's test Avg from the test sample alone: each annotator's accuracy is a binomial
+    proportion over its n_a test labels, with the run's micro accuracy p as the common rate (per-annotator rates
+    are 0 or 1 for most annotators with one or two labels). SE = sqrt(Σ_a p(1 - p) / n_a) / A, over the A
+    annotators with test labels."""
+    counts = [a["test_count"] for a in run["annotators"] if a["test_count"] > 0]
+    p = run["micro_accuracy"]
+    return math.sqrt(sum(p * (1 - p) / n for n in counts)) / len(counts)
+
+
+def noise(directory: Path, mode: str = "skip") -> str:
+    """Per model and missing rate: the mean over seeds of :func:`sampling_se` for ``mode``'s runs, beside the
+    observed seed std of the Avg and the annotators / test labels per seed."""
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for m in _runs(directory):
+        if m["mode"] == mode:
+            groups.setdefault((m["model"], float(m["missing_rate"])), []).append(m)
+    lines = [f"**{directory.name}**, {mode}: sampling noise of one seed's test Avg", "",
+             "| model | extra missing | annotators with test labels | test labels | SE of Avg from the test sample "
+             "| seed std of Avg |", "|---|---:|---:|---:|---:|---:|"]
+    for (model, rate), runs in sorted(groups.items()):
+        counts = [sum(a["test_count"] > 0 for a in m["annotators"]) for m in runs]
+        labels = [sum(a["test_count"] for a in m["annotators"]) for m in runs]
+        se = sum(sampling_se(m) for m in runs) / len(runs)
+        std = mean_std([m["avg_accuracy"] for m in runs])[1]
+        lines.append(f"| {model} | {rate:g} | {sum(counts) / len(runs):.0f} | {sum(labels) / len(runs):.0f} "
+                     f"| {percent(se)} | {percent(std)} |")
+    return "\n".join(lines)
 
 
 def by_annotator(directory: Path, rate: float = 0.0, bounds: tuple[int, ...] = (3, 10)) -> str:
@@ -145,7 +178,7 @@ def by_annotator(directory: Path, rate: float = 0.0, bounds: tuple[int, ...] = (
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", choices=("ablation", "main", "by-annotator", "auto"))
+    parser.add_argument("table", choices=("ablation", "main", "by-annotator", "noise", "auto"))
     parser.add_argument("dirs", nargs="+", help="compare output directories (ablation: their parent; auto: the "
                                                 "Skip runs' directory, then LAMBDA:DIR per candidate)")
     args = parser.parse_args(argv)
@@ -161,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         found = sorted(p for p in parent.iterdir() if (p / "results.json").is_file())
         found.sort(key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
         print(ablation(found))
+    elif args.table == "noise":
+        print("\n\n".join(noise(d) for d in args.dirs))
     elif args.table == "main":
         print("\n\n".join(main_table(d.name, _runs(d)) for d in args.dirs))
     else:
