@@ -90,7 +90,8 @@ def test_cli_reads_lam_auto_and_rejects_other_words(tmp_path, capsys):
                  "--model-option", "hidden=8", "--model-option", "depth=1", "--epochs", "1", "--batch-size", "64",
                  "--mode", "simlabel", "--lam", "auto", "--no-progress", "--device", "cpu",
                  "--out", str(tmp_path / "run")]) == 0
-    assert "-> λ = " in capsys.readouterr().out
+    assert "-> λ = " in capsys.readouterr().err
+    assert "-> λ = " in (tmp_path / "run" / "train.log").read_text()
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["lam_selected"] in LAM_CANDIDATES
     assert main(["train", "--lam", "often", "--out", str(tmp_path / "bad")]) == 2
     assert "argument --lam: lam must be a number >= 0 or 'auto'; got 'often'" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,10 @@ def fit_run(
         line = f"lam auto: validation Avg {scores} -> λ = {chosen:g}; outputs in {out}"
         if log is not None:
             log(line)
-        else:
-            print(line, flush=True)
+        else:  # like Trainer.log: stderr and the run's train.log
+            print(line, file=sys.stderr, flush=True)
+            with open(out / "train.log", "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
     dist.barrier()
     return metrics
 
