@@ -95,3 +95,17 @@ def test_cli_reads_lam_auto_and_rejects_other_words(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["lam_selected"] in LAM_CANDIDATES
     assert main(["train", "--lam", "often", "--out", str(tmp_path / "bad")]) == 2
     assert "argument --lam: lam must be a number >= 0 or 'auto'; got 'often'" in capsys.readouterr().err
+
+
+def test_compare_with_lam_auto_reports_the_choice(tmp_path, capsys):
+    assert main(["compare", "--dataset", "synthetic", "--preset", "custom", "--items", "120", "--annotators", "5",
+                 "--model-option", "hidden=8", "--model-option", "depth=1", "--epochs", "1", "--batch-size", "64",
+                 "--modes", "skip,simlabel", "--seeds", "0", "--lam", "auto", "--no-plots", "--device", "cpu",
+                 "--out", str(tmp_path)]) == 0
+    chosen = json.loads((tmp_path / "runs" / "heads" / "simlabel" / "mr0.0" / "seed0" / "metrics.json").read_text())
+    lam = chosen["lam_selected"]
+    err = capsys.readouterr().err
+    assert "heads simlabel missing 0 seed 0: Avg " in err and f"  imputed 0  λ {lam:g} chosen  (" in err
+    assert "heads skip missing 0 seed 0" in err and err.count(" chosen") == 1  # Skip runs have no λ to choose
+    table = (tmp_path / "results.md").read_text()
+    assert "| λ chosen |" in table and f"| {lam:g} |" in table

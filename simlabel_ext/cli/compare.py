@@ -119,8 +119,9 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
 
     def done(run, metrics, reused) -> None:
         line = (f"  {run.label}: Avg {_percent(metrics['avg_accuracy'])}  micro {_percent(metrics['micro_accuracy'])}"
-                f"  imputed {metrics['imputations']}" + ("  (reused)" if reused else
-                                                         f"  ({metrics['train_seconds']:.0f} s)"))
+                f"  imputed {metrics['imputations']}"
+                + (f"  λ {metrics['lam_selected']:g} chosen" if "lam_selected" in metrics else "")
+                + ("  (reused)" if reused else f"  ({metrics['train_seconds']:.0f} s)"))
         if bar is not None:
             bar.update(1)
             bar.write(line, file=sys.stderr)
