@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from ..data import CrowdDataset
 from .config import LAM_AUTO, TrainConfig, write_config
 from .distributed import Distributed, pick_device
 from .outputs import write_json
-from .trainer import Trainer, load_run_dataset
+from .trainer import Trainer, load_run_dataset, log_to_run
 
 __all__ = ["LAM_CANDIDATES", "choose_lam", "fit_run"]
 
@@ -97,10 +96,8 @@ def fit_run(
         line = f"lam auto: validation Avg {scores} -> λ = {chosen:g}; outputs in {out}"
         if log is not None:
             log(line)
-        else:  # like Trainer.log: stderr and the run's train.log
-            print(line, file=sys.stderr, flush=True)
-            with open(out / "train.log", "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
+        else:
+            log_to_run(out, line)
     dist.barrier()
     return metrics
 

@@ -46,7 +46,7 @@ from .outputs import write_outputs
 from .sampler import ShardedBatches
 from .schedule import build_optimizer, kl_weight
 
-__all__ = ["CHECKPOINT_FORMAT", "Trainer", "load_run_dataset"]
+__all__ = ["CHECKPOINT_FORMAT", "Trainer", "log_to_run", "load_run_dataset"]
 
 CHECKPOINT_FORMAT = "simlabel-checkpoint-1"
 _REQUIRED = ("format", "epoch", "global_step", "config", "model", "optimizer", "scheduler", "rng_states", "store",
@@ -70,6 +70,13 @@ def load_run_dataset(config: TrainConfig) -> CrowdDataset:
         raise ValueError(f"dataset {config.dataset!r} has no option 'missing_rate', so it cannot remove labels "
                          f"(missing_rate={config.missing_rate:g})")
     return registry.load_dataset(config.dataset, **options)
+
+
+def log_to_run(out_dir: Path, line: str) -> None:
+    """The default log of a run: ``line`` to stderr and appended to ``out_dir/train.log``."""
+    print(line, file=sys.stderr, flush=True)
+    with open(out_dir / "train.log", "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
 
 
 class Trainer:
@@ -148,9 +155,7 @@ class Trainer:
         if self._log is not None:
             self._log(line)
             return
-        print(line, file=sys.stderr, flush=True)
-        with open(self.out_dir / "train.log", "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        log_to_run(self.out_dir, line)
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
