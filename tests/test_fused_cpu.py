@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simlabel_ext.ops import SimLabelOptions, simlabel_loss_reference
+from simlabel_ext.ops import KernelFlag, SimLabelOptions, simlabel_loss_reference
 
 from test_fused_op import flags
 from test_reference_loss import SOFT_LABEL_OPTIONS
@@ -310,6 +310,16 @@ def test_bad_inputs_name_the_culprit(make, error, match):
 
 
 def test_label_source_needs_labelled_contributors():
-    soft, impute, threshold, reverse, _, _, evidence = DEFAULT_FLAGS
-    with pytest.raises(ValueError, match="label_source=True needs all_contributors=False"):
-        _C.fused_loss_forward(*_ok(), soft, impute, threshold, reverse, True, True, evidence)
+    flags, threshold = DEFAULT_FLAGS
+    both = flags | KernelFlag.ALL_CONTRIBUTORS | KernelFlag.LABEL_SOURCE
+    with pytest.raises(ValueError, match="the LABEL_SOURCE flag needs ALL_CONTRIBUTORS off"):
+        _C.fused_loss_forward(*_ok(), int(both), threshold)
+
+
+def test_unknown_flag_bits_are_refused():
+    with pytest.raises(ValueError, match="flags = 64 holds bits that are no KernelFlag"):
+        _C.fused_loss_forward(*_ok(), 64, 0.6)
+
+
+def test_kernel_flags_agree_with_the_cpp_kernel():
+    assert _C.KERNEL_FLAGS == {flag.name: flag.value for flag in KernelFlag}

@@ -6,7 +6,8 @@ import torch
 
 from simlabel_ext import simlabel_loss
 from simlabel_ext.ops import SimLabelOptions, simlabel_loss_reference
-from simlabel_ext.ops.fused import fused_forward, reference_forward
+from simlabel_ext.ops import closed_form_forward
+from simlabel_ext.ops.fused import fused_forward
 
 from test_reference_loss import ALL_OPTIONS, option_id, random_case
 
@@ -15,15 +16,8 @@ OP_OPTIONS = [o for o in ALL_OPTIONS if o.reduction == "mean"]
 
 
 def flags(o: SimLabelOptions):
-    return (
-        o.mode != "skip",
-        o.mode == "simlabel+confidence",
-        float(o.threshold),
-        o.kl_direction == "reverse",
-        o.contributors == "all",
-        o.soft_source == "labels",
-        o.kl_weight == "evidence",
-    )
+    """The op's and the kernels' option arguments: the switches and the threshold."""
+    return int(o.kernel_flags), o.threshold
 
 
 def assert_matches_reference(outputs, logits, labels, similarity, options, rtol, atol):
@@ -47,7 +41,7 @@ def assert_matches_reference(outputs, logits, labels, similarity, options, rtol,
 def test_closed_form_fallback_equals_reference_autograd(options):
     logits, labels, similarity = random_case(seed=11)
     options = SimLabelOptions(**{**options.__dict__, "threshold": 0.05})
-    out = reference_forward(logits.detach(), labels, similarity, *flags(options))
+    out = closed_form_forward(logits.detach(), labels, similarity, options)
     assert_matches_reference(out, logits, labels, similarity, options, rtol=1e-10, atol=1e-12)
 
 

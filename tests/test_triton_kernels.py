@@ -18,7 +18,7 @@ import os
 import pytest
 import torch
 
-from simlabel_ext.kernels import triton_available
+from simlabel_ext.kernels import KernelFlag, triton_available
 from simlabel_ext.ops import SimLabelOptions, simlabel_loss_reference, soft_labels
 
 pytestmark = pytest.mark.skipif(not triton_available(), reason="triton is not installed (pip install 'simlabel[triton]')")
@@ -94,13 +94,8 @@ def run_kernel(logits, labels, similarity, o: SimLabelOptions, **kw):
         logits.to(DEVICE),
         labels.to(DEVICE),
         similarity.float().to(DEVICE),
-        o.uses_soft_labels,
-        o.imputes,
+        int(o.kernel_flags),
         o.threshold,
-        o.kl_direction == "reverse",
-        o.contributors == "all",
-        o.soft_source == "labels",
-        o.kl_weight == "evidence",
         **kw,
     )
 
@@ -270,11 +265,11 @@ def test_bad_arguments_are_refused():
     logits, labels, similarity = make_case(0, B=2, A=3, C=4)
     from simlabel_ext.kernels.simlabel_triton import fused_loss_forward
 
-    with pytest.raises(ValueError, match="label_source"):
-        fused_loss_forward(logits, labels, similarity, True, False, 0.6, True, True, True, False)
+    F = KernelFlag
+    with pytest.raises(ValueError, match="LABEL_SOURCE flag needs ALL_CONTRIBUTORS off"):
+        fused_loss_forward(logits, labels, similarity, F.SOFT | F.REVERSE_KL | F.ALL_CONTRIBUTORS | F.LABEL_SOURCE, 0.6)
     with pytest.raises(ValueError, match="BLOCK_K"):
-        fused_loss_forward(logits, labels, similarity, True, False, 0.6, True, False, False, False,
-                           path="tiled", block_k=8)
+        fused_loss_forward(logits, labels, similarity, F.SOFT | F.REVERSE_KL, 0.6, path="tiled", block_k=8)
 
 
 def test_path_heuristics():

@@ -30,6 +30,8 @@
 #include <c10/util/Half.h>
 #include <torch/csrc/utils/pybind.h>
 
+#include "simlabel_loss/kernel_flags.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -755,8 +757,12 @@ const char* dtype_str(at::ScalarType t) {
 }  // namespace
 
 Outputs fused_loss_forward(const at::Tensor& logits, const at::Tensor& labels, const at::Tensor& similarity,
-                           bool soft, bool impute, double threshold, bool reverse_kl, bool all_contributors,
-                           bool label_source, bool evidence_weight) {
+                           int64_t flags, double threshold) {
+  TORCH_CHECK_VALUE((flags & ~kAllKernelFlags) == 0, "fused_loss_forward: flags = ", flags,
+                    " holds bits that are no KernelFlag");
+  const bool soft = flags & kSoft, impute = flags & kImpute, reverse_kl = flags & kReverseKL;
+  const bool all_contributors = flags & kAllContributors, label_source = flags & kLabelSource;
+  const bool evidence_weight = flags & kEvidenceWeight;
   // Shapes, dtypes, devices, layout (values of labels and similarity are checked while they are read).
   TORCH_CHECK_VALUE(logits.dim() == 3, "fused_loss_forward: logits must have shape [B, A, C]; got ",
                     shape_str(logits));
@@ -789,7 +795,7 @@ Outputs fused_loss_forward(const at::Tensor& logits, const at::Tensor& labels, c
                       t->strides());
   }
   TORCH_CHECK_VALUE(!(label_source && all_contributors),
-                    "fused_loss_forward: label_source=True needs all_contributors=False (an annotator without a "
+                    "fused_loss_forward: the LABEL_SOURCE flag needs ALL_CONTRIBUTORS off (an annotator without a "
                     "label on the item has no label to contribute)");
   if (acc == at::kDouble) {
     return run_isa<double>(logits, labels, similarity, soft, impute, threshold, reverse_kl, all_contributors,
@@ -802,21 +808,26 @@ Outputs fused_loss_forward(const at::Tensor& logits, const at::Tensor& labels, c
 void bind_fused_loss(pybind11::module_& m) {
   namespace py = pybind11;
   m.def("fused_loss_forward", &fused_loss_forward, py::arg("logits"), py::arg("labels"), py::arg("similarity"),
-        py::arg("soft"), py::arg("impute"), py::arg("threshold"), py::arg("reverse_kl"), py::arg("all_contributors"),
-        py::arg("label_source"), py::arg("evidence_weight"), py::call_guard<py::gil_scoped_release>(),
+        py::arg("flags"), py::arg("threshold"), py::call_guard<py::gil_scoped_release>(),
         R"doc(One SimLabel batch step on the CPU, values and gradients in one pass (ALGORITHM.md §2-4).
 
 logits [B, A, C] contiguous float16/bfloat16/float32/float64; labels [B, A] contiguous int64 in -1..C-1
 (-1 = missing); similarity [A, A] contiguous, float32 (float64 for float64 logits), finite and >= 0 off the
-diagonal (the diagonal is ignored). soft: mode != "skip"; impute: mode == "simlabel+confidence"; threshold:
-impute where confidence >= threshold; reverse_kl: KL(p || q) (else KL(q || p)); all_contributors: every other
-annotator contributes (else only labelled ones); label_source: contributors give one-hot labels (needs
-all_contributors=False); evidence_weight: each KL term times min(1, similarity mass).
+diagonal (the diagonal is ignored). flags: the bits of KERNEL_FLAGS (SimLabelOptions.kernel_flags): SOFT
+(mode != "skip"), IMPUTE (mode == "simlabel+confidence"), REVERSE_KL (KL(p || q), else KL(q || p)),
+ALL_CONTRIBUTORS (every other annotator contributes, else only labelled ones), LABEL_SOURCE (contributors give
+one-hot labels; needs ALL_CONTRIBUTORS off), EVIDENCE_WEIGHT (each KL term times min(1, similarity mass));
+threshold: impute where confidence >= threshold.
 
 Returns (ce_sum, kl_sum, n_ce, n_kl, confidence [B, A], soft_argmax [B, A] int64, impute_mask [B, A] bool,
 grad [B, A, C]) with floats in the accumulation dtype (float32, float64 for float64 logits). grad holds
 d ce/d logits on observed entries, d kl/d logits on soft entries (the soft label's gradient stopped) and 0
 elsewhere: d loss/d logits = grad * where(observed, g_ce, g_kl)[..., None].)doc");
+  m.attr("KERNEL_FLAGS") = py::dict(py::arg("SOFT") = int64_t(kSoft), py::arg("IMPUTE") = int64_t(kImpute),
+                                    py::arg("REVERSE_KL") = int64_t(kReverseKL),
+                                    py::arg("ALL_CONTRIBUTORS") = int64_t(kAllContributors),
+                                    py::arg("LABEL_SOURCE") = int64_t(kLabelSource),
+                                    py::arg("EVIDENCE_WEIGHT") = int64_t(kEvidenceWeight));
   m.def(
       "fused_loss_cpu_isa", [] { return std::string(isa_name(current_isa())); },
       "The instruction set the fused CPU kernel uses now (avx512, avx2 or default; SIMLABEL_CPU_ISA lowers it).");

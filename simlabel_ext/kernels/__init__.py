@@ -1,5 +1,6 @@
 """Fused GPU kernels of the SimLabel batch step (Triton). Importing this package never needs triton.
 
+- :class:`KernelFlag` — the switches of one step, as every kernel (C++ and Triton) takes them;
 - :func:`triton_available` — whether ``import triton`` works here (the kernels themselves run on CUDA tensors,
   or on CPU tensors under ``TRITON_INTERPRET=1``);
 - :func:`fused_loss_forward` — see :mod:`simlabel_ext.kernels.simlabel_triton` (imported on first use).
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ["triton_available", "fused_loss_forward"]
+from .flags import KernelFlag
+
+__all__ = ["KernelFlag", "triton_available", "fused_loss_forward"]
 
 
 @functools.lru_cache(maxsize=None)

@@ -38,6 +38,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .flags import KernelFlag
+
 #: == simlabel_ext.ops.options.LOG_Q_FLOOR; a tl.constexpr because jit code may only read constexpr globals
 LOG_Q_FLOOR = tl.constexpr(1e-12)
 
@@ -365,13 +367,8 @@ def fused_loss_forward(
     logits: torch.Tensor,
     labels: torch.Tensor,
     similarity: torch.Tensor,
-    soft: bool,
-    impute: bool,
+    flags: int,
     threshold: float,
-    reverse_kl: bool,
-    all_contributors: bool,
-    label_source: bool,
-    evidence_weight: bool,
     *,
     path: str = "auto",
     block_n: int | None = None,
@@ -382,9 +379,9 @@ def fused_loss_forward(
     """One SimLabel batch step: values and d(ce_sum)/d logits, d(kl_sum)/d logits in one pass.
 
     logits [B, A, C] float16/bfloat16/float32/float64 (computed in float32), labels [B, A] int64 in -1..C-1,
-    similarity [A, A] float32 (finite, >= 0, diagonal ignored). Options as in the reference: ``soft`` (mode !=
-    "skip"), ``impute`` (mode "simlabel+confidence"), ``threshold``, ``reverse_kl`` (KL(p || q)),
-    ``all_contributors``, ``label_source`` (only with ``all_contributors=False``), ``evidence_weight``.
+    similarity [A, A] float32 (finite, >= 0, diagonal ignored). ``flags``: the options' switches
+    (:class:`~simlabel_ext.ops.options.KernelFlag`, from ``SimLabelOptions.kernel_flags``); ``threshold``:
+    impute where confidence >= threshold.
 
     Returns ``(ce_sum[] f32, kl_sum[] f32, n_ce[] int64, n_kl[] int64, confidence[B, A] f32,
     soft_argmax[B, A] int64, impute_mask[B, A] bool, grad[B, A, C] f32)`` where ``grad`` holds
@@ -400,8 +397,9 @@ def fused_loss_forward(
     B, A, C = logits.shape
     if tuple(labels.shape) != (B, A) or tuple(similarity.shape) != (A, A):
         raise ValueError("labels must be [B, A] and similarity [A, A]")
-    if label_source and all_contributors:
-        raise ValueError("label_source=True needs all_contributors=False")
+    flags = KernelFlag(flags)
+    if KernelFlag.LABEL_SOURCE in flags and KernelFlag.ALL_CONTRIBUTORS in flags:
+        raise ValueError("the LABEL_SOURCE flag needs ALL_CONTRIBUTORS off")
     if path not in ("auto", "small", "tiled"):
         raise ValueError(f"path={path!r} is not one of 'auto', 'small', 'tiled'")
     device = logits.device
@@ -419,13 +417,14 @@ def fused_loss_forward(
         zi = torch.zeros((), dtype=torch.int64, device=device)
         return zf, zf.clone(), zi, zi.clone(), confidence, soft_argmax, impute_u8.view(torch.bool), grad
 
-    flags = dict(
-        SOFT=bool(soft),
-        IMPUTE=bool(impute) and bool(soft),
-        REVERSE=bool(reverse_kl),
-        ALL_CONTRIB=bool(all_contributors),
-        LABEL_SOURCE=bool(label_source),
-        EVIDENCE=bool(evidence_weight),
+    soft = KernelFlag.SOFT in flags
+    switches = dict(
+        SOFT=soft,
+        IMPUTE=KernelFlag.IMPUTE in flags and soft,
+        REVERSE=KernelFlag.REVERSE_KL in flags,
+        ALL_CONTRIB=KernelFlag.ALL_CONTRIBUTORS in flags,
+        LABEL_SOURCE=KernelFlag.LABEL_SOURCE in flags,
+        EVIDENCE=KernelFlag.EVIDENCE_WEIGHT in flags,
     )
     threshold = float(threshold)
     log_c = math.log(C)
@@ -433,7 +432,7 @@ def fused_loss_forward(
         path = choose_path(A, C)
 
     if path == "small":
-        cfg = small_config(A, C, bool(soft))
+        cfg = small_config(A, C, soft)
         if items_per_program is not None:
             cfg["ITEMS"] = int(items_per_program)
             if cfg["ITEMS"] < 1 or cfg["ITEMS"] & (cfg["ITEMS"] - 1):
@@ -443,7 +442,7 @@ def fused_loss_forward(
         kl_part = torch.empty(n_prog, dtype=torch.float32, device=device)
         _small_kernel[(n_prog,)](
             logits, labels, similarity, grad, confidence, soft_argmax, impute_u8, ce_part, kl_part,
-            B, A, C, threshold, log_c, **cfg, **flags,
+            B, A, C, threshold, log_c, **cfg, **switches,
         )
     else:
         cfg = tiled_config(A, C)
@@ -470,7 +469,7 @@ def fused_loss_forward(
         kl_part = torch.empty(B * n_tiles, dtype=torch.float32, device=device)
         _tiled_kernel[(B, n_tiles)](
             logits, labels, similarity, row_m, row_logs, grad, confidence, soft_argmax, impute_u8, ce_part, kl_part,
-            A, C, threshold, log_c, SINGLE_CHUNK=C <= cfg["BLOCK_C"], **cfg, **flags,
+            A, C, threshold, log_c, SINGLE_CHUNK=C <= cfg["BLOCK_C"], **cfg, **switches,
         )
 
     observed = labels >= 0

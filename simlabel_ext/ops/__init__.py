@@ -1,11 +1,14 @@
-"""The SimLabel batch op: options, input checks, and the pure-PyTorch reference (the oracle of fused kernels)."""
-from .options import SimLabelOptions, SimLabelOutput
-from .reference import confidence, simlabel_loss_reference, soft_labels
+"""The SimLabel batch op: its options (defined once), the public function, the fused op and the pure-PyTorch
+reference it must equal (the oracle of every kernel)."""
+from .options import KernelFlag, SimLabelOptions, SimLabelOutput
+from .reference import closed_form_forward, confidence, simlabel_loss_reference, soft_labels
 from .loss import simlabel_loss
 
 __all__ = [
+    "KernelFlag",
     "SimLabelOptions",
     "SimLabelOutput",
+    "closed_form_forward",
     "confidence",
     "simlabel_loss",
     "simlabel_loss_reference",

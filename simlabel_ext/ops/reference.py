@@ -4,6 +4,10 @@ Shapes: B items in the batch, A annotators, C classes. ``logits [B, A, C]``, ``l
 missing), ``similarity [A, A]`` (S, >= 0; its diagonal is ignored). Everything is computed in log space in
 float32 (float64 for float64 logits); gradients flow through ``logits`` only — the soft labels are built from
 gradient-stopped predictions.
+
+- :func:`simlabel_loss_reference`: one step with autograd (the oracle of every kernel);
+- :func:`closed_form_forward`: the same step with the gradients in closed form, in the shape of the fused op's
+  outputs (the op's implementation on devices without a kernel), which the tests hold against the oracle.
 """
 from __future__ import annotations
 
@@ -55,6 +59,53 @@ def confidence(q: torch.Tensor) -> torch.Tensor:
     log_q = q.clamp(min=LOG_Q_FLOOR).log()
     entropy = -(q * log_q).sum(-1)
     return q.amax(-1) * (1.0 - entropy / math.log(q.shape[-1]))
+
+
+def closed_form_forward(
+    logits: torch.Tensor, labels: torch.Tensor, similarity: torch.Tensor, options: SimLabelOptions
+) -> tuple[torch.Tensor, ...]:
+    """The fused op's eight outputs ``(ce_sum, kl_sum, n_ce, n_kl, confidence, soft_argmax, impute_mask, grad)``
+    in eager PyTorch, with the gradient buffer in closed form (inputs already checked).
+
+    The same formulas as :func:`simlabel_loss_reference`, whose autograd gradients the tests compare against:
+    CE rows ``p − onehot(y)``; reverse KL rows ``w · p ⊙ (log p − log q − KL)``; forward KL rows
+    ``w · (p Σq − q)``, with w the evidence weight (or 1).
+    """
+    dtype = accumulation_dtype(logits.dtype)
+    log_p = torch.log_softmax(logits.to(dtype), dim=-1)
+    p = log_p.exp()
+    observed = labels >= 0
+    onehot = torch.nn.functional.one_hot(labels.clamp(min=0), logits.shape[-1]).to(dtype)
+    ce = -(log_p * onehot).sum(-1)
+    zero = torch.zeros((), dtype=dtype, device=logits.device)
+    ce_sum = torch.where(observed, ce, zero).sum()
+    grad = torch.where(observed.unsqueeze(-1), p - onehot, zero)
+
+    B, A, _ = logits.shape
+    kl_sum, n_kl = zero, torch.zeros((), dtype=torch.int64, device=logits.device)
+    conf = torch.zeros(B, A, dtype=dtype, device=logits.device)
+    argmax = torch.full((B, A), -1, dtype=torch.int64, device=logits.device)
+    impute_mask = torch.zeros(B, A, dtype=torch.bool, device=logits.device)
+    if options.uses_soft_labels:
+        q, mass = soft_labels(p, labels, similarity, contributors=options.contributors,
+                              soft_source=options.soft_source)
+        is_soft = ~observed & (mass > 0)
+        log_q = q.clamp(min=LOG_Q_FLOOR).log()
+        weight = mass.clamp(max=1.0) if options.kl_weight == "evidence" else torch.ones_like(mass)
+        if options.kl_direction == "reverse":
+            kl = (p * (log_p - log_q)).sum(-1)
+            kl_grad = p * (log_p - log_q - kl.unsqueeze(-1))
+        else:
+            kl = (q * (log_q - log_p)).sum(-1)
+            kl_grad = p * q.sum(-1, keepdim=True) - q
+        kl_sum = torch.where(is_soft, weight * kl, zero).sum()
+        n_kl = is_soft.sum()
+        grad = torch.where(is_soft.unsqueeze(-1), weight.unsqueeze(-1) * kl_grad, grad)
+        conf = torch.where(is_soft, confidence(q), conf)
+        argmax = torch.where(is_soft, q.argmax(-1), argmax)
+        if options.imputes:
+            impute_mask = is_soft & (conf >= options.threshold)
+    return ce_sum, kl_sum, observed.sum(), n_kl, conf, argmax, impute_mask, grad
 
 
 def simlabel_loss_reference(
