@@ -14,14 +14,13 @@ import re
 import statistics
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from simlabel_ext.cli import main
-from simlabel_ext.train import TrainConfig, load_config
+from simlabel_ext.train import TrainConfig, load_config, option_fields
 
 matplotlib = pytest.importorskip("matplotlib")
 import matplotlib.image  # noqa: E402
@@ -183,7 +182,7 @@ def test_compare_end_to_end(compared):
         on_disk = json.loads((Path(r["run_dir"]) / "metrics.json").read_text())
         assert {k: v for k, v in r.items() if k != "run_dir"} == on_disk
         config = load_config(Path(r["run_dir"]) / "config.toml")
-        assert (config.mode, config.seed, config.missing_rate, config.epochs) == (r["mode"], r["seed"],
+        assert (config.simlabel.mode, config.seed, config.missing_rate, config.epochs) == (r["mode"], r["seed"],
                                                                                     r["missing_rate"], 2)
         assert len(on_disk["annotators"]) == 4
     # the table recomputed from the runs
@@ -416,7 +415,8 @@ def help_entries(capsys, command: str) -> dict[str, str]:
 
 
 def config_flags(skip=()) -> dict[str, object]:
-    return {"--" + f.name.replace("_", "-"): f.default for f in fields(TrainConfig)
+    defaults = TrainConfig().to_dict()
+    return {"--" + f.name.replace("_", "-"): defaults[f.name] for f in option_fields()
             if f.name not in ("dataset_options", "model_options") and f.name not in skip}
 
 

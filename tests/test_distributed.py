@@ -101,7 +101,7 @@ def single_run(tmp_path_factory, ddp_job, one_thread):
     """The same configuration in this process (world size 1), while the torchrun job runs."""
     out = tmp_path_factory.mktemp("single") / "run"
     trainer = Trainer(CONFIG, out)
-    return trainer, trainer.fit(), out
+    return trainer, trainer.fit().metrics, out
 
 
 @pytest.fixture(scope="module")

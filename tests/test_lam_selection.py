@@ -59,7 +59,7 @@ def test_a_single_trainer_refuses_auto_outside_skip(tmp_path):
 
 def test_fit_run_trains_every_candidate_and_keeps_the_best_on_validation(tmp_path):
     config = TrainConfig(**TINY, lam="auto", mode="simlabel")
-    metrics = fit_run(config, tmp_path / "auto", log=lambda line: None)
+    metrics = fit_run(config, tmp_path / "auto", log=lambda line: None).metrics
     candidates = {lam: json.loads((tmp_path / "auto" / f"lam-{lam:g}" / "metrics.json").read_text())
                   for lam in LAM_CANDIDATES}
     val = {lam: m["best_val_avg_accuracy"] for lam, m in candidates.items()}
@@ -75,12 +75,12 @@ def test_fit_run_trains_every_candidate_and_keeps_the_best_on_validation(tmp_pat
     assert load_config(tmp_path / "auto" / "config.toml").lam == "auto"
 
     # λ = 0 is Skip's objective: the same model, step for step, as a Skip run of the same seed
-    skip = fit_run(config.replace(mode="skip"), tmp_path / "skip", log=lambda line: None)
+    skip = fit_run(config.replace(mode="skip"), tmp_path / "skip", log=lambda line: None).metrics
     assert candidates[0.0]["avg_accuracy"] == skip["avg_accuracy"]
     assert candidates[0.0]["best_val_loss"] == skip["best_val_loss"]
 
     # resuming reuses the finished candidates instead of training them again
-    again = fit_run(config, tmp_path / "auto", log=lambda line: None, resume=True)
+    again = fit_run(config, tmp_path / "auto", log=lambda line: None, resume=True).metrics
     assert again["lam_candidates"] == metrics["lam_candidates"]
     assert again["train_seconds"] == metrics["train_seconds"]
 

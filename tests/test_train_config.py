@@ -28,8 +28,8 @@ def test_defaults_are_the_papers():
     assert c.warmup == 0.2
     assert c.epochs == 200
     assert c.patience == 25
-    assert c.threshold == 0.6
-    assert c.mode == "simlabel+confidence"
+    assert c.simlabel.threshold == 0.6
+    assert c.simlabel.mode == "simlabel+confidence"
     assert c.dataset_options == {} and c.model_options == {}
 
 
@@ -56,7 +56,7 @@ def test_dict_options_are_not_shared_between_instances():
 
 def test_int_is_accepted_for_a_float_option():
     c = TrainConfig(lr=1, threshold=1)
-    assert c.lr == 1.0 and type(c.lr) is float and type(c.threshold) is float
+    assert c.lr == 1.0 and type(c.lr) is float and type(c.simlabel.threshold) is float
 
 
 # ------------------------------------------------------------------------------------------------ validation
@@ -122,7 +122,7 @@ def test_config_is_frozen_and_replace_copies():
     with pytest.raises(AttributeError):
         c.lr = 0.1
     d = c.replace(lr=0.5, mode="skip")
-    assert (d.lr, d.mode) == (0.5, "skip") and (c.lr, c.mode) == (1e-4, "simlabel+confidence")
+    assert (d.lr, d.simlabel.mode) == (0.5, "skip") and (c.lr, c.simlabel.mode) == (1e-4, "simlabel+confidence")
     assert TrainConfig.from_dict(d.to_dict()) == d
 
 
@@ -422,9 +422,9 @@ def test_paper_preset_is_the_literal_method_and_flags_override_it():
     args, extra = build_parser().parse_known_args(["train", "--simlabel-preset", "paper", "--lam", "0.5"])
     config = resolve_config(args, extra)
     # ALGORITHM.md: n0 = 0 with no minimum overlap is the paper's kappa; eq. 3 is one flat mean; eq. 2 is KL(p||q)
-    assert (config.n0, config.min_overlap, config.reduction, config.kl_direction) == (0.0, 0, "flat", "reverse")
-    assert (config.kl_weight, config.contributors, config.soft_source) == ("uniform", "labelled", "predictions")
-    assert (config.threshold, config.impute_start_epoch, config.imputed_as_targets) == (0.6, 0, False)
+    assert (config.n0, config.min_overlap, config.simlabel.reduction, config.simlabel.kl_direction) == (0.0, 0, "flat", "reverse")
+    assert (config.simlabel.kl_weight, config.simlabel.contributors, config.simlabel.soft_source) == ("uniform", "labelled", "predictions")
+    assert (config.simlabel.threshold, config.impute_start_epoch, config.imputed_as_targets) == (0.6, 0, False)
     assert config.lam == 0.5  # the flag wins over the preset
     default = resolve_config(*build_parser().parse_known_args(["train"]))
-    assert default.n0 == TrainConfig().n0 and default.reduction == "mean"
+    assert default.n0 == TrainConfig().n0 and default.simlabel.reduction == "mean"

@@ -176,7 +176,7 @@ def check_run(trainer: Trainer, metrics: dict, out: Path) -> None:
     assert saved == json.loads(json.dumps(metrics))
     assert set(saved) == METRICS_KEYS
     assert (saved["dataset"], saved["model"], saved["mode"], saved["seed"], saved["missing_rate"]) == (
-        config.dataset, config.model, config.mode, config.seed, config.missing_rate)
+        config.dataset, config.model, config.simlabel.mode, config.seed, config.missing_rate)
     assert saved["world_size"] == 1 and saved["epochs_run"] == config.epochs
     assert saved["steps"] == config.epochs * steps_per_epoch
     assert saved["imputations"] == len(trainer.store)
@@ -217,7 +217,7 @@ def check_run(trainer: Trainer, metrics: dict, out: Path) -> None:
         assert rec["ce_terms"] == observed_train  # every observed training label once per epoch, in every mode
         assert rec["lr"] == pytest.approx(cosine_lr(config.lr, rec["step"], total, config.warmup), abs=1e-12)
         assert rec["lam"] == config.lam
-        if config.mode == "skip":
+        if config.simlabel.mode == "skip":
             assert rec["kl_terms"] == 0 and rec["kl"] == 0
         else:
             assert rec["kl_terms"] > 0
@@ -236,7 +236,7 @@ def check_run(trainer: Trainer, metrics: dict, out: Path) -> None:
 
     # imputed_labels.csv: the store's entries with the data set's names
     check_csv(out / "imputed_labels.csv", trainer.store, data)
-    if config.mode != "simlabel+confidence":
+    if config.simlabel.mode != "simlabel+confidence":
         assert len(trainer.store) == 0
 
     # similarity.npz: initial statistics from the training split's labels only, final ones from the store
@@ -276,7 +276,7 @@ def test_every_mode_and_model_on_amer2_like(tmp_path, datasets, model, mode):
     data = datasets(config)
     assert (data.num_items, data.num_annotators, data.num_classes) == (2311, 10, 8)
     trainer = Trainer(config, tmp_path / "run", dataset=data)
-    check_run(trainer, trainer.fit(), tmp_path / "run")
+    check_run(trainer, trainer.fit().metrics, tmp_path / "run")
 
 
 @needs_music
@@ -287,7 +287,7 @@ def test_every_mode_and_model_on_music(tmp_path, datasets, model, mode):
     data = datasets(config)
     assert (data.num_items, data.num_annotators, data.num_classes) == (700, 44, 10)
     trainer = Trainer(config, tmp_path / "run", dataset=data)
-    check_run(trainer, trainer.fit(), tmp_path / "run")
+    check_run(trainer, trainer.fit().metrics, tmp_path / "run")
 
 
 def test_accuracy_is_exact_float64(tmp_path, datasets):
@@ -298,7 +298,7 @@ def test_accuracy_is_exact_float64(tmp_path, datasets):
     """
     config = tiny_config("synthetic", "heads", "skip", epochs=1)
     trainer = Trainer(config, tmp_path / "run", dataset=datasets(config))
-    metrics = trainer.fit()
+    metrics = trainer.fit().metrics
     best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
     model = get_registry().build_model("heads", trainer.dataset.input_spec, 10, 8, **config.model_options)
     model.load_state_dict(best["model"])
@@ -385,7 +385,7 @@ def imputed_run(tmp_path_factory, datasets):
         states.append({k: v.clone() for k, v in t.model.state_dict().items()})
 
     trainer = Trainer(config, out, dataset=datasets(config), on_epoch_end=keep)
-    metrics = trainer.fit()
+    metrics = trainer.fit().metrics
     return trainer, metrics, out, states
 
 
@@ -404,7 +404,7 @@ def test_imputation_store_engine_and_csv(imputed_run):
     entries = store.entries()
     # provenance: conf >= T, epoch / step consistent with the step counter
     steps_per_epoch = math.ceil(len(data.split.train) / config.batch_size)
-    assert (entries["confidence"] >= config.threshold).all() and (entries["confidence"] <= 1).all()
+    assert (entries["confidence"] >= config.simlabel.threshold).all() and (entries["confidence"] <= 1).all()
     assert torch.equal(entries["epoch"], entries["step"] // steps_per_epoch)
     assert (entries["step"] < config.epochs * steps_per_epoch).all()
 

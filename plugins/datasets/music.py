@@ -42,8 +42,9 @@ OPTIONS = (
 )
 
 
-def read_song_features(path: Path, id_col: str = "id") -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Per song id: its ``float64 [124]`` features (columns ``feature*``) and the ``class`` of its first row.
+def read_song_features(path: Path, id_col: str = "id") -> tuple[list[str], dict[str, np.ndarray], dict[str, str]]:
+    """The feature column names (``feature*``, in header order) and, per song id, its ``float64 [124]`` features
+    and the ``class`` of its first row.
 
     A song on several rows must have the same features on all of them (the error names both lines). The
     numbers are parsed by NumPy's C reader (these files hold no quoted fields).
@@ -72,7 +73,9 @@ def read_song_features(path: Path, id_col: str = "id") -> tuple[dict[str, np.nda
     if len(differ):
         k = int(differ[0])
         raise ValueError(f"{path}: song {songs[k]!r} has different features on lines {firsts[k] + 2} and {k + 2}")
-    return {song: values[k] for song, k in first.items()}, {song: str(names[k, 1]) for song, k in first.items()}
+    feature_names = [header[j] for j in columns]
+    return (feature_names, {song: values[k] for song, k in first.items()},
+            {song: str(names[k, 1]) for song, k in first.items()})
 
 
 def load(options: dict[str, Any]) -> CrowdDataset:
@@ -84,8 +87,8 @@ def load(options: dict[str, Any]) -> CrowdDataset:
         if not (root / name).is_file():
             raise FileNotFoundError(f"dataset 'music': {root / name} does not exist")
     matrix = read_long(root / MTURK, task_col="id", worker_col="annotator", label_col="class", classes=GENRES)
-    features, _ = read_song_features(root / MTURK)
-    gold_features, gold_class = read_song_features(root / GOLD)
+    feature_names, features, _ = read_song_features(root / MTURK)
+    _, gold_features, gold_class = read_song_features(root / GOLD)
     truth = torch.full((matrix.num_items,), -1, dtype=torch.int64)
     for i, song in enumerate(matrix.item_ids):
         if song in gold_class:
@@ -98,6 +101,7 @@ def load(options: dict[str, Any]) -> CrowdDataset:
     return make_dataset(
         x, InputSpec("features", (x.shape[1],)), matrix, truth,
         seed=options["seed"], missing_rate=options["missing_rate"], standardize_features=options["standardize"],
+        feature_names=feature_names,
     )
 
 

@@ -8,12 +8,11 @@ and ``--model-option KEY=VALUE``. Under ``torchrun`` the same command runs data-
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
 from ..registry import get_registry
-from ..train import TrainConfig, fit_run, init_distributed, load_config, shutdown_distributed
+from ..train import TrainConfig, fit_run, init_distributed, load_config, option_fields, shutdown_distributed
 from ..train.config import PRESETS
 
 _OPTION_TABLES = ("dataset_options", "model_options")
@@ -37,10 +36,11 @@ def _flag_type(parse):
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per :class:`TrainConfig` option (not given = the config file's value, else the default)."""
     group = parser.add_argument_group("training options (defaults: ALGORITHM.md §5; a --config file overrides them)")
-    for f in fields(TrainConfig):
+    defaults = TrainConfig().to_dict()
+    for f in option_fields():
         if f.name in _OPTION_TABLES or f.name in skip:
             continue
-        default = f.default if f.default is not MISSING else None
+        default = defaults[f.name]
         help_text = f"{f.metadata['help']} (default: {default})"
         if isinstance(default, bool):
             group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
@@ -95,7 +95,7 @@ def resolve_config(args: argparse.Namespace, extra: list[str]) -> TrainConfig:
     if args.simlabel_preset:
         config = config.replace(**PRESETS[args.simlabel_preset])
     changes: dict[str, Any] = {}
-    for f in fields(TrainConfig):
+    for f in option_fields():
         value = getattr(args, f.name, None)
         if f.name not in _OPTION_TABLES and value is not None:
             changes[f.name] = value
@@ -110,7 +110,7 @@ def resolve_config(args: argparse.Namespace, extra: list[str]) -> TrainConfig:
 
 
 def default_out(config: TrainConfig) -> Path:
-    mode = config.mode.replace("+", "-")
+    mode = config.simlabel.mode.replace("+", "-")
     return Path("runs") / f"{config.dataset}-{config.model}-{mode}-seed{config.seed}"
 
 

@@ -5,7 +5,8 @@
 :func:`read_long` / :func:`write_long` handle one-row-per-annotation files (crowd-kit / truth-inference style),
 :func:`read_wide` / :func:`write_wide` one-row-per-item files, as CSV/TSV or Parquet (with ``pyarrow``); every
 reading problem raises :class:`AnnotationFormatError` naming the file, the line and the value.
-:func:`from_arrays` wraps a plain integer array with default ids.
+:func:`read_table` reads the rows of any such table, :func:`read_features` a features file
+(:class:`FeatureTable`). :func:`from_arrays` wraps a plain integer array with default ids.
 :class:`InputSpec` says what one item's input is (a feature vector or an image).
 :class:`CrowdDataset` is a whole data set as dataset plugins return it (inputs, annotations, truth, the
 70/15/15 :class:`Split`); :func:`split_items`, :func:`simulate_missing`, :func:`standardize` and
@@ -14,16 +15,21 @@ reading problem raises :class:`AnnotationFormatError` naming the file, the line 
 from __future__ import annotations
 
 from .annotations import AnnotationMatrix, AnnotationSummary, from_arrays
-from .formats import AnnotationFormatError, read_long, read_wide, write_long, write_table, write_wide
+from .formats import AnnotationFormatError, read_long, read_table, read_wide, write_long, write_table, write_wide
+from .features import FeatureTable, read_features
 from .inputs import INPUT_KINDS, InputSpec
-from .dataset import SPLIT_FRACTIONS, CrowdDataset, Split, make_dataset, simulate_missing, split_items, standardize
+from .dataset import (SPLIT_FRACTIONS, CrowdDataset, FeatureScaling, Split, make_dataset, simulate_missing, split_items,
+                      standardize)
 
 __all__ = [
     "AnnotationFormatError",
     "AnnotationMatrix",
     "AnnotationSummary",
+    "FeatureTable",
     "from_arrays",
+    "read_features",
     "read_long",
+    "read_table",
     "read_wide",
     "write_long",
     "write_table",
@@ -31,6 +37,7 @@ __all__ = [
     "INPUT_KINDS",
     "InputSpec",
     "CrowdDataset",
+    "FeatureScaling",
     "SPLIT_FRACTIONS",
     "Split",
     "make_dataset",

@@ -10,7 +10,10 @@
 - ``split``: a :class:`Split` of the items into train / validation / test;
 - ``removed``: ``bool [N, A]``, the training labels removed by :func:`simulate_missing`, or ``None`` when
   nothing was removed;
-- ``original``: the matrix before that removal (its real labels score imputation accuracy), or ``None``.
+- ``original``: the matrix before that removal (its real labels score imputation accuracy), or ``None``;
+- ``scaling``: the :class:`FeatureScaling` that ``inputs`` went through (training-split statistics), or ``None``;
+  a fitted model keeps it to scale new items the same way;
+- ``feature_names``: the names of the ``D`` feature columns (as in the data set's files), or ``None``.
 
 Evaluation protocol (ALGORITHM.md §6): :func:`split_items` splits the items 70/15/15 with a seeded permutation;
 :func:`simulate_missing` removes each remaining training label independently with probability ``r`` (paper
@@ -32,7 +35,8 @@ import torch
 from .inputs import InputSpec
 from .annotations import AnnotationMatrix
 
-__all__ = ["CrowdDataset", "SPLIT_FRACTIONS", "Split", "make_dataset", "simulate_missing", "split_items", "standardize"]
+__all__ = ["CrowdDataset", "FeatureScaling", "SPLIT_FRACTIONS", "Split", "make_dataset", "simulate_missing", "split_items",
+           "standardize"]
 
 #: The train / validation / test fractions of ALGORITHM.md §6.
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
@@ -131,20 +135,34 @@ def simulate_missing(
     return matrix, removed
 
 
-def standardize(inputs: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Z-score each feature (last dimension of ``[N, D]``) with the mean and std of the rows ``items`` only.
+@dataclass(frozen=True, eq=False)
+class FeatureScaling:
+    """A z-score per feature: ``(x - mean) / std`` in float64, returned as float32 (``mean``, ``std``: float64
+    ``[D]``; a feature that was constant is only centred, its std taken as 1)."""
 
-    A feature that is constant on those rows is only centred (its std is taken as 1). Returns float32.
-    """
-    if inputs.dim() != 2:
-        raise ValueError(f"standardize expects features [N, D]; got shape {tuple(inputs.shape)}")
-    if len(items) == 0:
-        raise ValueError("standardize needs at least one item to take statistics from")
-    rows = inputs[items].to(torch.float64)
-    mean = rows.mean(0)
-    std = rows.std(0, unbiased=False)
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    return ((inputs.to(torch.float64) - mean) / std).to(torch.float32)
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def fit(cls, inputs: torch.Tensor, items: torch.Tensor) -> FeatureScaling:
+        """The mean and std of the rows ``items`` of ``inputs [N, D]``."""
+        if inputs.dim() != 2:
+            raise ValueError(f"standardize expects features [N, D]; got shape {tuple(inputs.shape)}")
+        if len(items) == 0:
+            raise ValueError("standardize needs at least one item to take statistics from")
+        rows = inputs[items].to(torch.float64)
+        std = rows.std(0, unbiased=False)
+        return cls(rows.mean(0), torch.where(std > 0, std, torch.ones_like(std)))
+
+    def apply(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``inputs [N, D]`` scaled, float32."""
+        return ((inputs.to(torch.float64) - self.mean) / self.std).to(torch.float32)
+
+
+def standardize(inputs: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Z-score each feature (last dimension of ``[N, D]``) with the mean and std of the rows ``items`` only
+    (:class:`FeatureScaling`). Returns float32."""
+    return FeatureScaling.fit(inputs, items).apply(inputs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,6 +176,8 @@ class CrowdDataset:
     split: Split
     removed: torch.Tensor | None = None
     original: AnnotationMatrix | None = None
+    scaling: FeatureScaling | None = None
+    feature_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.annotations, AnnotationMatrix):
@@ -181,6 +201,16 @@ class CrowdDataset:
             raise ValueError("removed and original must be given together (or neither)")
         if self.removed is not None:
             self._check_removed(n, a)
+        if self.input_spec.kind == "features":
+            d = self.input_spec.shape[0]
+            if self.scaling is not None and (tuple(self.scaling.mean.shape), tuple(self.scaling.std.shape)) != ((d,),) * 2:
+                raise ValueError(f"scaling must have a mean and a std of shape ({d},)")
+            if self.feature_names is not None:
+                object.__setattr__(self, "feature_names", tuple(str(name) for name in self.feature_names))
+                if len(self.feature_names) != d or len(set(self.feature_names)) != d:
+                    raise ValueError(f"feature_names must be {d} distinct names")
+        elif self.scaling is not None or self.feature_names is not None:
+            raise ValueError("scaling and feature_names apply to feature inputs only, not images")
 
     def _check_inputs(self, n: int) -> None:
         x = self.inputs
@@ -241,14 +271,18 @@ def make_dataset(
     missing_rate: float = 0.0,
     standardize_features: bool = False,
     fractions: Sequence[float] = SPLIT_FRACTIONS,
+    feature_names: Sequence[str] | None = None,
 ) -> CrowdDataset:
     """The evaluation protocol in one call: split (``seed``), optional z-scoring with training statistics
-    (features only), and removal of training labels with probability ``missing_rate`` (``seed``, own stream)."""
+    (features only), and removal of training labels with probability ``missing_rate`` (``seed``, own stream).
+    ``feature_names``: the names of the feature columns, kept with the data set (and by models fitted on it)."""
     split = split_items(annotations.num_items, seed, fractions)
-    if standardize_features:
-        inputs = standardize(inputs, split.train)
+    scaling = FeatureScaling.fit(inputs, split.train) if standardize_features else None
+    if scaling is not None:
+        inputs = scaling.apply(inputs)
     removed = original = None
     if missing_rate:
         original = annotations
         annotations, removed = simulate_missing(annotations, split.train, missing_rate, seed)
-    return CrowdDataset(inputs, input_spec, annotations, truth, split, removed, original)
+    return CrowdDataset(inputs, input_spec, annotations, truth, split, removed, original, scaling,
+                        None if feature_names is None else tuple(feature_names))

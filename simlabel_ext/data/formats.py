@@ -45,7 +45,7 @@ import torch
 
 from .annotations import AnnotationMatrix
 
-__all__ = ["AnnotationFormatError", "read_long", "write_long", "read_wide", "write_table", "write_wide"]
+__all__ = ["AnnotationFormatError", "read_long", "read_table", "write_long", "read_wide", "write_table", "write_wide"]
 
 PathLike = str | os.PathLike
 
@@ -140,6 +140,15 @@ class _Table:
                         f"{len(row)} field(s) but the header has {len(self.header)}: {row!r}",
                     )
                 yield f"line {start}", [row[i].strip() for i in used]
+
+
+def read_table(path: PathLike, columns: Sequence[str], file_format: str | None = None
+               ) -> Iterator[tuple[str, list[str]]]:
+    """``(place, cells)`` for every data row of a CSV/TSV/Parquet table (the rules of this module): ``cells`` are
+    the stripped values of ``columns``, in that order; ``place`` is ``line k`` or ``row k`` for messages. A missing
+    or repeated column is an :class:`AnnotationFormatError` listing the available ones."""
+    table = _Table(path, file_format)
+    return table.rows(table.columns(list(columns)))
 
 
 def write_table(path: PathLike, file_format: str | None, header: list[str], rows: list[list[str | None]]) -> None:

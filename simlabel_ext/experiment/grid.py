@@ -7,7 +7,6 @@ processes (spawned, each with ``torch.set_num_threads(threads)``).
 """
 from __future__ import annotations
 
-import json
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -17,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..rundir import RunDirectory
 from ..train import TrainConfig, fit_run, load_config
 
 __all__ = ["GridRun", "expand_grid", "run_grid"]
@@ -30,12 +30,16 @@ class GridRun:
     out_dir: Path
 
     @property
+    def run(self) -> RunDirectory:
+        return RunDirectory(self.out_dir)
+
+    @property
     def finished(self) -> bool:
-        return (self.out_dir / "metrics.json").is_file()
+        return self.run.finished
 
     def check_reusable(self) -> None:
         """``ValueError`` if this run's directory already holds a run made with other options."""
-        saved = self.out_dir / "config.toml"
+        saved = self.run.config_path
         if not saved.is_file():
             return
         changed = load_config(saved).differences(self.config)
@@ -45,16 +49,16 @@ class GridRun:
                              f"{key}={now!r}; use another --out (or delete that run)")
 
     def metrics(self) -> dict[str, Any]:
-        return json.loads((self.out_dir / "metrics.json").read_text(encoding="utf-8"))
+        return self.run.metrics()
 
     @property
     def label(self) -> str:
         c = self.config
-        return f"{c.model} {c.mode} missing {c.missing_rate:g} seed {c.seed}"
+        return f"{c.model} {c.simlabel.mode} missing {c.missing_rate:g} seed {c.seed}"
 
 
 def run_dir(root: Path, config: TrainConfig) -> Path:
-    return root / "runs" / config.model / config.mode.replace("+", "-") / f"mr{config.missing_rate!r}" / \
+    return root / "runs" / config.model / config.simlabel.mode.replace("+", "-") / f"mr{config.missing_rate!r}" / \
         f"seed{config.seed}"
 
 
@@ -89,15 +93,10 @@ def _train(config_dict: dict[str, Any], out_dir: str, threads: int | None) -> di
     """Train one run (in this process or a worker); its log goes to its own ``train.log`` only."""
     if threads:
         torch.set_num_threads(threads)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-
-    def log(line: str) -> None:
-        with open(out / "train.log", "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-
+    run = RunDirectory(out_dir)
+    run.create()
     config = TrainConfig.from_dict(config_dict).replace(progress=False)
-    return fit_run(config, out, log=log, resume=True)  # a fresh start where there is no checkpoint
+    return fit_run(config, run.path, log=run.append_log, resume=True).metrics  # a fresh start without checkpoint
 
 
 def run_grid(

@@ -14,7 +14,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
+
+from ..data import AnnotationMatrix
 
 __all__ = ["ImputationStore", "LabelChange"]
 
@@ -146,6 +149,24 @@ class ImputationStore:
             "step": self.step[i, a],
             "revisions": self.revisions[i, a],
         }
+
+    def frame(self, annotations: AnnotationMatrix) -> pd.DataFrame:
+        """The imputed entries in (item, annotator) order as a long table named by ``annotations``' ids: columns
+        ``task, worker, label`` (strings), ``confidence`` (float32), ``epoch``, ``step``, ``revisions`` (int64)."""
+        entries = self.entries()
+
+        def names(ids: tuple[str, ...], index: torch.Tensor) -> np.ndarray:
+            return np.asarray(ids, dtype=object)[index.numpy()]
+
+        return pd.DataFrame({
+            "task": names(annotations.item_ids, entries["item"]),
+            "worker": names(annotations.annotator_ids, entries["annotator"]),
+            "label": names(annotations.class_names, entries["label"]),
+            "confidence": entries["confidence"].numpy(),
+            "epoch": entries["epoch"].numpy(),
+            "step": entries["step"].numpy(),
+            "revisions": entries["revisions"].numpy(),
+        })
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors only (loads with ``torch.load(weights_only=True)``)."""

@@ -1,17 +1,16 @@
 """The report directory of a comparison: ``results.json``, ``results.md``, ``results.csv`` and the figures.
 
-It reads finished run directories (``metrics.json``, ``history.json``, ``similarity.npz``); it never trains.
+It reads finished run directories (``metrics.json``, ``history.json``, ``similarity.npz``) through
+:class:`~simlabel_ext.rundir.RunDirectory`; it never trains.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..train.outputs import write_json
+from ..rundir import RunDirectory
+from ..storage import write_json
 from .tables import aggregate, markdown_tables, write_csv
 
 __all__ = ["FIGURES", "write_report"]
@@ -59,9 +58,9 @@ def _write_figures(out: Path, runs: Sequence[tuple[Path, dict[str, Any]]], rows:
                         plot_similarity_heatmaps)
 
     run_dir, metrics = _heatmap_run(runs)
-    with np.load(run_dir / "similarity.npz") as npz:
-        before, after = npz["kappa_initial"], npz["kappa_final"]
-        annotators = [str(a) for a in npz["annotators"]]
+    similarity = RunDirectory(run_dir).similarity()
+    before, after = similarity["kappa_initial"], similarity["kappa_final"]
+    annotators = [str(a) for a in similarity["annotators"]]
     title = f"{metrics['model']} {metrics['mode']}, seed {metrics['seed']}"
     plot_similarity_heatmaps(out / "similarity_heatmap.png",
                              [("before training (observed)", before), (f"after training ({title})", after)],
@@ -72,8 +71,7 @@ def _write_figures(out: Path, runs: Sequence[tuple[Path, dict[str, Any]]], rows:
     histories = {}
     for d, m in runs:
         if m["mode"] == "simlabel+confidence" and m["seed"] == min(x["seed"] for _, x in runs):
-            history = json.loads((d / "history.json").read_text(encoding="utf-8"))
-            histories[f"{m['model']} mr {m['missing_rate']:g}"] = history
+            histories[f"{m['model']} mr {m['missing_rate']:g}"] = RunDirectory(d).history()
     plot_imputations(out / "imputations.png", histories)
     lines = ["## Figures", ""]
     lines += [f"![{what}]({name})  \n*{name}*: {what}.\n" for name, what in FIGURES.items()]

@@ -1,6 +1,6 @@
 """The comparison table: one row per (missing rate, model, mode), mean ± std over seeds, gain over Skip.
 
-Input: the ``metrics.json`` dicts of finished runs (:mod:`simlabel_ext.train.outputs`). Accuracies are fractions
+Input: the ``metrics.json`` dicts of finished runs (:mod:`simlabel_ext.rundir`). Accuracies are fractions
 in [0, 1] in the data and percentages in the rendered tables. ``std`` is the sample standard deviation over
 seeds (0 with one seed). The gain of a mode over Skip is computed per seed (same split, same removed labels)
 and then averaged, so its std is that of the paired difference. Runs trained with ``lam = "auto"`` add the λ each

@@ -1,72 +1,117 @@
-"""Checkpoints: written atomically, loaded without running code, a corrupt one detected and skipped.
+"""Checkpoints: what a resumed run needs, written atomically, opened without running code, a corrupt one skipped.
 
-A checkpoint is a dict of tensors and plain data (str, int, float, bool, None, lists and dicts of those) saved
-with :func:`torch.save`; it is always opened with ``torch.load(..., weights_only=True)``, so a checkpoint can
-never execute code. :func:`save_atomic` writes a temporary file in the same folder, flushes it to disk and
-renames it over the target, so a crash leaves either the old file or the new one, never half of one.
+The schema (:data:`CHECKPOINT_FORMAT`): ``epoch`` (epochs completed), ``global_step``, ``config`` (flat options),
+``model``, ``optimizer`` and ``scheduler`` state, ``rng_states`` (``[world_size, ...]``: each rank's CPU
+generator), ``cuda_rng_state`` (or ``None``), ``store`` (the imputation store), ``kappa`` (checked against the
+engine rebuilt from the store on resume), ``early_stopping`` (best validation loss, its epoch, epochs since) and
+``history``. :func:`capture` builds it from a trainer (a collective under DDP: every rank takes part) and
+:func:`restore` puts it back, refusing a checkpoint made with other options (named) or whose similarity
+statistics do not match its store. ``best.pt`` holds the best epoch's model weights only.
 
-A run keeps its last :data:`KEEP` epoch checkpoints (``epoch-0007.pt``, ...). :func:`load_latest` opens the
-newest; if it is unreadable (e.g. truncated on disk) it warns, naming the file and the cause, and falls back to
-the one before.
+Every checkpoint is a dict of tensors and plain data saved with :func:`simlabel_ext.storage.save_torch` (temporary
+file, fsync, rename) and opened with ``weights_only=True`` (:func:`simlabel_ext.storage.load_torch`), so it can
+never execute code. A run keeps its last :data:`KEEP` epoch checkpoints (``epoch-0007.pt``, ...);
+:func:`load_latest` opens the newest and, if it is unreadable (e.g. truncated on disk), warns naming the file
+and the cause, and falls back to the one before.
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-__all__ = ["CheckpointError", "KEEP", "epoch_checkpoints", "load_checkpoint", "load_latest", "save_atomic",
-           "save_epoch_checkpoint"]
+from ..similarity import SimilarityEngine
+from ..storage import TorchFileError, load_torch, save_torch
+from .config import TrainConfig
 
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "KEEP", "REQUIRED", "capture", "epoch_checkpoints",
+           "load_checkpoint", "load_latest", "restore", "save_atomic", "save_epoch_checkpoint"]
+
+CHECKPOINT_FORMAT = "simlabel-checkpoint-1"
+#: The keys every epoch checkpoint holds.
+REQUIRED = ("format", "epoch", "global_step", "config", "model", "optimizer", "scheduler", "rng_states", "store",
+            "kappa", "early_stopping", "history")
 #: How many epoch checkpoints a run keeps (the newest and its fallback).
 KEEP = 2
 
 _EPOCH_FILE = re.compile(r"^epoch-(\d+)\.pt$")
 
+CheckpointError = TorchFileError
+"""A checkpoint that cannot be used (it holds code, is truncated or corrupt, or is not a simlabel checkpoint)."""
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read (truncated, corrupt, or not a simlabel checkpoint)."""
-
-
-def save_atomic(state: dict[str, Any], path: str | Path) -> None:
-    """``torch.save(state)`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint gets the usual permissions
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+save_atomic = save_torch
 
 
+# ---------------------------------------------------------------------------------------------------- schema
+def capture(trainer: Trainer) -> dict[str, Any]:
+    """Everything a resumed run of ``trainer`` needs (every rank must call it: the RNG states are gathered)."""
+    dist = trainer.dist
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": trainer.epoch,
+        "global_step": trainer.global_step,
+        "config": trainer.config.to_dict(),
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "rng_states": dist.all_gather_rows(torch.get_rng_state().unsqueeze(0)),
+        "cuda_rng_state": torch.cuda.get_rng_state(dist.device) if dist.device.type == "cuda" else None,
+        "store": trainer.store.state_dict(),
+        "kappa": trainer.engine.kappa(),
+        "early_stopping": dict(trainer.best),
+        "history": list(trainer.history),
+    }
+
+
+def restore(trainer: Trainer, state: dict[str, Any], source: str) -> None:
+    """Put ``state`` (from :func:`capture`) back into ``trainer``; ``source`` names it in errors."""
+    if state["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{source}: unknown checkpoint format {state['format']!r}")
+    changed = TrainConfig.from_dict(state["config"], source).differences(trainer.config)
+    if changed:
+        key, before, now = changed[0]
+        raise ValueError(f"cannot resume from {source}: option {key!r} was {before!r} there but is {now!r} now")
+    dist = trainer.dist
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    rngs = state["rng_states"]
+    # a row of the stacked states, copied: torch.set_rng_state refuses (or crashes on) a view into another tensor
+    torch.set_rng_state(rngs[dist.rank if len(rngs) == dist.world_size else 0].clone())
+    if state.get("cuda_rng_state") is not None and dist.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng_state"], dist.device)
+    trainer.store.load_state_dict(state["store"])
+    config = trainer.config
+    trainer.engine = SimilarityEngine(trainer.similarity_source(), trainer.dataset.num_classes, n0=config.n0,
+                                      min_overlap=config.min_overlap)
+    kappa, saved = trainer.engine.kappa(), state["kappa"]
+    if not torch.equal(kappa.isnan(), saved.isnan()) or not torch.allclose(
+        kappa.nan_to_num(), saved.nan_to_num(), rtol=0, atol=1e-12
+    ):
+        raise CheckpointError(f"{source}: its similarity statistics do not match its imputation store")
+    trainer.refresh_similarity()
+    trainer.epoch = int(state["epoch"])
+    trainer.global_step = int(state["global_step"])
+    trainer.best = dict(state["early_stopping"])
+    trainer.history = list(state["history"])
+
+
+def best_state(epoch: int, model: dict[str, torch.Tensor], val_loss: float) -> dict[str, Any]:
+    """The content of ``best.pt``: the best epoch (0-based), its model weights and validation loss."""
+    return {"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model, "val_loss": val_loss}
+
+
+# ---------------------------------------------------------------------------------------------------- files
 def load_checkpoint(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Open a checkpoint with ``weights_only=True``; :class:`CheckpointError` naming the file if unreadable."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # torch raises RuntimeError, pickle.UnpicklingError, EOFError, ... on bad files
-        if "Unsupported global" in str(exc):
-            raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain data; it is not "
-                                  "loaded, because loading it could run code") from None
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt?): {first_line}") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} does not hold a dict")
+    """Open a checkpoint with ``weights_only=True``; :class:`CheckpointError` naming the file if it holds code,
+    is unreadable or lacks one of ``required``."""
+    state = load_torch(path, "checkpoint")
     missing = [key for key in required if key not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}")
@@ -85,7 +130,7 @@ def epoch_checkpoints(folder: str | Path) -> list[Path]:
 def save_epoch_checkpoint(state: dict[str, Any], folder: str | Path, epoch: int) -> Path:
     """Save ``epoch-NNNN.pt`` atomically and delete all but the newest :data:`KEEP` epoch checkpoints."""
     path = Path(folder) / f"epoch-{epoch:04d}.pt"
-    save_atomic(state, path)
+    save_torch(state, path)
     for old in epoch_checkpoints(folder)[KEEP:]:
         old.unlink(missing_ok=True)
     return path

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..ops.options import CONTRIBUTORS, KL_DIRECTIONS, KL_WEIGHTS, MODES, REDUCTIONS, SOFT_SOURCES, SimLabelOptions
+from ..ops.options import SimLabelOptions
 from ..similarity import DEFAULT_N0
 
-__all__ = ["LAM_AUTO", "PRESETS", "RUNTIME_OPTIONS", "TrainConfig", "load_config", "parse_lam", "write_config"]
+__all__ = ["LAM_AUTO", "PRESETS", "RUNTIME_OPTIONS", "TrainConfig", "load_config", "option_fields",
+           "parse_lam", "write_config"]
 
 #: Named sets of SimLabel options, applied with ``TrainConfig.replace(**PRESETS[name])`` (``--simlabel-preset``).
 #: ``paper``: the literal method of the paper (ALGORITHM.md §1–4): unshrunk kappa, one flat mean over all CE and
@@ -73,15 +74,23 @@ def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, parse:
     return field(default=default, metadata=metadata)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TrainConfig:
-    """Every option of a training run (see each field's ``help`` metadata, shown by ``simlabel train --help``)."""
+    """Every option of a training run (see each field's ``help`` metadata, shown by ``simlabel train --help``).
+
+    The options of the SimLabel step live in one :class:`~simlabel_ext.ops.SimLabelOptions`, ``simlabel``, which
+    goes to the op unchanged (its ``lam`` is always this config's :attr:`step_lam`). Everywhere outside Python
+    (flags, config files, the estimator's keyword arguments) the options are one flat set of names,
+    :func:`option_fields`: ``TrainConfig(threshold=0.5, lr=1e-3)``, ``config.replace(mode="skip")`` and
+    :meth:`to_dict` use them.
+    """
 
     dataset: str = _opt("synthetic", "dataset plugin name (simlabel plugins lists them)")
     dataset_options: dict = _opt({}, "options of the dataset plugin (seed and missing_rate come from this config)")
     model: str = _opt("heads", "annotator-model plugin name")
     model_options: dict = _opt({}, "options of the model plugin")
-    mode: str = _opt("simlabel+confidence", "skip, simlabel or simlabel+confidence", MODES)
+    #: the options of the SimLabel step (flat names: every field of SimLabelOptions but lam, which is below)
+    simlabel: SimLabelOptions = field(default_factory=SimLabelOptions)
     seed: int = _opt(0, "seed of the split, the label removal, the model initialisation and the batch order")
     missing_rate: float = _opt(0.0, "remove each training label with this probability before training (Table 4)")
     epochs: int = _opt(200, "maximum number of epochs")
@@ -92,19 +101,10 @@ class TrainConfig:
     clip: float = _opt(1.0, "gradient-norm clip (0 = none)")
     warmup: float = _opt(0.2, "fraction of all optimizer steps of linear learning-rate warm-up, then cosine decay")
     patience: int = _opt(25, "early stopping: epochs without a lower validation loss (0 = never stop early)")
-    threshold: float = _opt(0.6, "confidence threshold T for imputation (conf >= T)")
-    kl_direction: str = _opt("reverse", "reverse = KL(p || p_soft) (paper); forward = KL(p_soft || p)", KL_DIRECTIONS)
-    reduction: str = _opt("mean", "mean = mean CE + lam * mean KL; flat = one mean over both; sum", REDUCTIONS)
     lam: float | str = _opt(3.0, "weight lambda of the KL term (3: chosen on validation data, docs/results.md; "
                                  "paper: 1); auto = train with 0, 1 and 3 and keep the best validation Avg",
                             parse=parse_lam)
     lam_warmup_epochs: int = _opt(0, "ramp lambda linearly from lam/k to lam over the first k epochs (0 = none)")
-    contributors: str = _opt("labelled", "who forms a soft label: labelled = annotators that labelled the item; all",
-                             CONTRIBUTORS)
-    soft_source: str = _opt("predictions", "soft labels from contributors' predictions or observed labels",
-                            SOFT_SOURCES)
-    kl_weight: str = _opt("uniform", "uniform, or evidence = weight each KL term by min(1, similarity mass)",
-                          KL_WEIGHTS)
     n0: float = _opt(DEFAULT_N0, "similarity shrinkage: kappa times n / (n + n0) for n shared items (0 = paper)")
     min_overlap: int = _opt(0, "similarity is 0 for annotator pairs sharing fewer training items than this")
     similarity_labels: str = _opt("observed+imputed", "labels the similarity is recomputed from during training: "
@@ -116,30 +116,31 @@ class TrainConfig:
     backend: str = _opt("auto", "simlabel_loss backend: auto (fused op) or reference", ("auto", "reference"))
     progress: bool = _opt(True, "show a progress bar per epoch (rank 0, on a terminal)")
 
-    def __post_init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
+        """Every option by its flat name (:func:`option_fields`); the rest keep their defaults."""
+        known = {f.name: f for f in option_fields()}
+        unknown = sorted(set(options) - set(known) - {"simlabel"})
+        if unknown:
+            raise ValueError(f"unknown config option {unknown[0]!r}; the options are: {', '.join(sorted(known))}")
+        simlabel = options.pop("simlabel", None) or SimLabelOptions()
+        if not isinstance(simlabel, SimLabelOptions):
+            raise ValueError(f"config option 'simlabel' expects SimLabelOptions; got {simlabel!r}")
+        for f in fields(self):
+            if f.name != "simlabel":
+                value = options[f.name] if f.name in options else (
+                    f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                object.__setattr__(self, f.name, value)
+        step = {name: _check_type(known[name], options[name]) for name in _SIMLABEL_NAMES if name in options}
+        object.__setattr__(self, "simlabel", simlabel)
+        self._validate(step)
+
+    def _validate(self, step: dict[str, Any]) -> None:
+        """Check every option (``step``: the SimLabel options given by flat name, already type-checked)."""
         object.__setattr__(self, "lam", parse_lam(self.lam))
         for f in fields(self):
-            value = getattr(self, f.name)
-            if value == LAM_AUTO and f.name == "lam":
+            if f.name == "simlabel" or (f.name == "lam" and self.lam == LAM_AUTO):
                 continue
-            kind = type(f.default) if f.default is not dataclasses.MISSING else dict
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                object.__setattr__(self, f.name, float(value))
-                value = float(value)
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                yaml_string = kind is float and isinstance(value, str)
-                hint = " (YAML reads 1e-4 as a string: write 1.0e-4)" if yaml_string else ""
-                raise ValueError(f"config option {f.name!r} expects {kind.__name__}; got {value!r}{hint}")
-            if kind is dict:
-                for key, item in value.items():
-                    if not isinstance(key, str) or not isinstance(item, (str, int, float, bool)):
-                        raise ValueError(f"config option {f.name!r}: {key!r} = {item!r} is not a string, number "
-                                         "or boolean")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"config option {f.name!r} must be finite; got {value!r}")
-            choices = f.metadata.get("choices")
-            if choices and value not in choices:
-                raise ValueError(f"config option {f.name!r} = {value!r} is not one of {', '.join(choices)}")
+            object.__setattr__(self, f.name, _check_type(f, getattr(self, f.name)))
         positive = ("epochs", "batch_size", "eval_batch_size")
         for name in positive:
             if getattr(self, name) < 1:
@@ -154,7 +155,8 @@ class TrainConfig:
         for name in ("seed", "missing_rate"):
             if name in self.dataset_options:
                 raise ValueError(f"set {name!r} at the top level of the config, not in dataset_options")
-        self.loss_options(1.0 if self.lam == LAM_AUTO else self.lam)  # validates the SimLabel options together
+        # the SimLabel options are validated together; the step's λ is this config's
+        object.__setattr__(self, "simlabel", self.simlabel.replace(**step, lam=self.step_lam))
 
     @property
     def step_lam(self) -> float:
@@ -163,19 +165,9 @@ class TrainConfig:
         one run per candidate λ)."""
         return 0.0 if self.lam == LAM_AUTO else self.lam
 
-    def loss_options(self, lam: float) -> SimLabelOptions:
-        """The :class:`SimLabelOptions` of one step with KL weight ``lam`` (the trainer sums, then normalises)."""
-        return SimLabelOptions(mode=self.mode, threshold=self.threshold, kl_direction=self.kl_direction,
-                               reduction=self.reduction, lam=lam, contributors=self.contributors,
-                               soft_source=self.soft_source, kl_weight=self.kl_weight)
-
     def replace(self, **changes: Any) -> "TrainConfig":
-        """A copy with ``changes`` applied (unknown names are an error naming them)."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ValueError(f"unknown config option {unknown[0]!r}; the options are: {', '.join(sorted(known))}")
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` (flat names) applied; unknown names are an error naming them."""
+        return TrainConfig(**{**self.to_dict(), "simlabel": self.simlabel, **changes})
 
     def differences(self, other: "TrainConfig") -> list[tuple[str, Any, Any]]:
         """``(option, self's value, other's value)`` for every option, outside :data:`RUNTIME_OPTIONS`, that
@@ -184,18 +176,61 @@ class TrainConfig:
         return [(k, mine[k], theirs[k]) for k in mine if k not in RUNTIME_OPTIONS and mine[k] != theirs[k]]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (str, int, float, bool, dict of those)."""
-        return {f.name: (dict(getattr(self, f.name)) if f.name.endswith("_options") else getattr(self, f.name))
-                for f in fields(self)}
+        """Every option by its flat name, as plain data (str, int, float, bool, dict of those)."""
+        out = {}
+        for f in option_fields():
+            value = getattr(self.simlabel if f.name in _SIMLABEL_FIELDS else self, f.name)
+            out[f.name] = dict(value) if f.name.endswith("_options") else value
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a table of options at the top level")
         try:
-            return cls().replace(**data)
+            return cls(**data)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}: {exc}") from None
+
+
+#: The SimLabel step's options by flat name (``lam`` is the config's own: it may be "auto").
+_SIMLABEL_FIELDS = {f.name: f for f in fields(SimLabelOptions) if f.name != "lam"}
+_SIMLABEL_NAMES = tuple(_SIMLABEL_FIELDS)
+
+
+def option_fields() -> tuple[dataclasses.Field, ...]:
+    """The fields of every option by its flat name, in order: the config's own, with the SimLabel step's options
+    (:class:`~simlabel_ext.ops.SimLabelOptions` but ``lam``) where ``simlabel`` stands. Flags, config files and
+    the estimator's keyword arguments are made from these (name, type via the default, ``help``, ``choices``)."""
+    out: list[dataclasses.Field] = []
+    for f in fields(TrainConfig):
+        out.extend(_SIMLABEL_FIELDS.values() if f.name == "simlabel" else (f,))
+    return tuple(out)
+
+
+def _check_type(f: dataclasses.Field, value: Any) -> Any:
+    """``value`` of option ``f`` (an int becomes a float for a float option); ``ValueError`` naming it otherwise."""
+    kind = type(f.default) if f.default is not dataclasses.MISSING else dict
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        yaml_string = kind is float and isinstance(value, str)
+        hint = " (YAML reads 1e-4 as a string: write 1.0e-4)" if yaml_string else ""
+        raise ValueError(f"config option {f.name!r} expects {kind.__name__}; got {value!r}{hint}")
+    if kind is dict:
+        for key, item in value.items():
+            if not isinstance(key, str) or not isinstance(item, (str, int, float, bool)):
+                raise ValueError(f"config option {f.name!r}: {key!r} = {item!r} is not a string, number or boolean")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"config option {f.name!r} must be finite; got {value!r}")
+    _check_choice(f, value)
+    return value
+
+
+def _check_choice(f: dataclasses.Field, value: Any) -> None:
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ValueError(f"config option {f.name!r} = {value!r} is not one of {', '.join(choices)}")
 
 
 def load_config(path: str | Path) -> TrainConfig:

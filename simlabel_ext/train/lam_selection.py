@@ -6,12 +6,13 @@ paper's) and 3 (the fixed default). It keeps the run with the highest best-epoch
 smaller λ, so λ falls back to 0 whenever the KL term does not raise validation accuracy. Test labels take no part
 in the choice.
 
-The chosen run's files are copied into ``OUT``, and ``OUT/metrics.json`` records the choice: ``lam_selected`` and
+The chosen run's files (history, imputed labels, similarity, ``model.pt``) are copied into ``OUT``, and
+``OUT/metrics.json`` records the choice: ``lam_selected`` and
 ``lam_candidates`` (each λ with its validation Avg, and its test Avg for reporting). It costs one run per candidate.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import shutil
 from collections.abc import Callable, Mapping
@@ -19,17 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from ..data import CrowdDataset
+from ..fitted import FittedModel
+from ..rundir import RunDirectory
+from ..storage import write_json
 from .config import LAM_AUTO, TrainConfig, write_config
 from .distributed import Distributed, pick_device
-from .outputs import write_json
-from .trainer import Trainer, load_run_dataset, log_to_run
+from .trainer import TrainResult, Trainer, load_run_dataset, log_to_run
 
 __all__ = ["LAM_CANDIDATES", "choose_lam", "fit_run"]
 
 #: The λ values ``lam = "auto"`` trains (0 first: the fallback when the KL term does not help).
 LAM_CANDIDATES = (0.0, 1.0, 3.0)
-#: The chosen candidate's files that are copied into the run directory (metrics.json is rewritten).
-_COPIED = ("history.json", "imputed_labels.csv", "similarity.npz")
 
 
 def choose_lam(val_avg: Mapping[float, float | None]) -> float:
@@ -45,61 +46,71 @@ def choose_lam(val_avg: Mapping[float, float | None]) -> float:
     return best
 
 
-def candidate_dir(out_dir: str | Path, lam: float) -> Path:
-    return Path(out_dir) / f"lam-{lam:g}"
-
-
 def fit_run(
     config: TrainConfig,
-    out_dir: str | Path,
+    out_dir: str | Path | None = None,
     *,
     dist: Distributed | None = None,
     dataset: CrowdDataset | None = None,
     log: Callable[[str], None] | None = None,
     resume: bool = False,
-) -> dict[str, Any]:
-    """Train one run into ``out_dir`` and return its ``metrics.json`` content.
+    on_epoch_end: Callable[[Trainer, dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train one run (into the run directory ``out_dir``, or in memory) and return its :class:`TrainResult`.
 
     A fixed ``lam`` (or Skip mode, where λ has no effect) is one :meth:`Trainer.fit`. ``lam = "auto"`` trains every
-    candidate (with ``resume``, a candidate that already finished is reused) and keeps the best on validation.
+    candidate (in ``OUT/lam-<λ>/``; with ``resume``, a candidate that already finished is reused) and keeps the
+    best on validation; its metrics gain ``lam_selected`` and ``lam_candidates``.
     """
-    if config.lam != LAM_AUTO or config.mode == "skip":
-        return Trainer(config, out_dir, dist=dist, dataset=dataset, log=log).fit(resume=resume)
-    out = Path(out_dir)
+    if config.lam != LAM_AUTO or config.simlabel.mode == "skip":
+        return Trainer(config, out_dir, dist=dist, dataset=dataset, log=log, on_epoch_end=on_epoch_end).fit(
+            resume=resume)
+    run = RunDirectory(out_dir) if out_dir is not None else None
     dist = dist if dist is not None else Distributed(device=pick_device(config.device))
     dataset = dataset if dataset is not None else load_run_dataset(config)
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_config(config, out / "config.toml")
-    results = {}
+    if dist.is_main and run is not None:
+        run.create()
+        write_config(config, run.config_path)
+    results: dict[float, TrainResult] = {}
     for lam in LAM_CANDIDATES:
-        sub = candidate_dir(out, lam)
-        if resume and (sub / "metrics.json").is_file():
-            results[lam] = json.loads((sub / "metrics.json").read_text(encoding="utf-8"))
+        sub = RunDirectory(run.path / f"lam-{lam:g}") if run is not None else None
+        if resume and sub is not None and sub.finished:
+            results[lam] = _finished_result(sub)
         else:
-            trainer = Trainer(config.replace(lam=lam), sub, dist=dist, dataset=dataset, log=log)
+            trainer = Trainer(config.replace(lam=lam), None if sub is None else sub.path, dist=dist, dataset=dataset,
+                              log=log, on_epoch_end=on_epoch_end)
             results[lam] = trainer.fit(resume=resume)
-    chosen = choose_lam({lam: m["best_val_avg_accuracy"] for lam, m in results.items()})
-    metrics = dict(results[chosen])
+    chosen = choose_lam({lam: r.metrics["best_val_avg_accuracy"] for lam, r in results.items()})
+    metrics = dict(results[chosen].metrics)
     metrics["lam_selected"] = chosen
     metrics["lam_candidates"] = [
-        {"lam": lam, "val_avg_accuracy": m["best_val_avg_accuracy"], "test_avg_accuracy": m["avg_accuracy"]}
-        for lam, m in results.items()
+        {"lam": lam, "val_avg_accuracy": r.metrics["best_val_avg_accuracy"],
+         "test_avg_accuracy": r.metrics["avg_accuracy"]}
+        for lam, r in results.items()
     ]
+    result = dataclasses.replace(results[chosen], metrics=metrics)
     if dist.is_main:
-        for name in _COPIED:
-            source = candidate_dir(out, chosen) / name
-            if source.is_file():
-                shutil.copy2(source, out / name)
-        write_json(out / "metrics.json", metrics)
-        scores = ", ".join(f"λ={lam:g}: {_pct(m['best_val_avg_accuracy'])}" for lam, m in results.items())
-        line = f"lam auto: validation Avg {scores} -> λ = {chosen:g}; outputs in {out}"
+        if run is not None:
+            source = RunDirectory(run.path / f"lam-{chosen:g}")
+            for name in ("history_path", "imputed_path", "similarity_path", "model_path"):
+                if getattr(source, name).is_file():
+                    shutil.copy2(getattr(source, name), getattr(run, name))
+            write_json(run.metrics_path, metrics)
+        scores = ", ".join(f"λ={lam:g}: {_pct(r.metrics['best_val_avg_accuracy'])}" for lam, r in results.items())
+        where = f"; outputs in {run}" if run is not None else ""
+        line = f"lam auto: validation Avg {scores} -> λ = {chosen:g}{where}"
         if log is not None:
             log(line)
         else:
-            log_to_run(out, line)
+            log_to_run(run, line)
     dist.barrier()
-    return metrics
+    return result
+
+
+def _finished_result(run: RunDirectory) -> TrainResult:
+    """The :class:`TrainResult` of a finished candidate, read back from its run directory."""
+    return TrainResult(run.metrics(), FittedModel.load(run.model_path), run.history(), run.imputed_labels(),
+                       {k: v for k, v in run.similarity().items() if k != "annotators"})
 
 
 def _pct(value: float | None) -> str:

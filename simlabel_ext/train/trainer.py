@@ -21,36 +21,39 @@ test labels never influence training. Every rank holds the same store and engine
 """
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from .. import __version__
 from ..data import CrowdDataset
+from ..fitted import FittedModel
 from ..imputation import ImputationStore
 from ..ops import simlabel_loss
 from ..ops.options import combine_loss
 from ..registry import get_registry
+from ..registry.hookspecs import resolve_options
+from ..rundir import RunDirectory
 from ..similarity import SimilarityEngine
 from . import checkpoint as ckpt
 from .config import LAM_AUTO, TrainConfig, write_config
 from .distributed import Distributed, pick_device
 from .evaluate import SplitMetrics, evaluate_split
-from .outputs import write_outputs
+from .exchange import exchange_imputations
 from .sampler import ShardedBatches
 from .schedule import build_optimizer, kl_weight
 
-__all__ = ["CHECKPOINT_FORMAT", "Trainer", "log_to_run", "load_run_dataset"]
-
-CHECKPOINT_FORMAT = "simlabel-checkpoint-1"
-_REQUIRED = ("format", "epoch", "global_step", "config", "model", "optimizer", "scheduler", "rng_states", "store",
-             "kappa", "early_stopping", "history")
+__all__ = ["TrainResult", "Trainer", "log_to_run", "load_run_dataset"]
 
 
 def load_run_dataset(config: TrainConfig) -> CrowdDataset:
@@ -72,35 +75,50 @@ def load_run_dataset(config: TrainConfig) -> CrowdDataset:
     return registry.load_dataset(config.dataset, **options)
 
 
-def log_to_run(out_dir: Path, line: str) -> None:
-    """The default log of a run: ``line`` to stderr and appended to ``out_dir/train.log``."""
+def log_to_run(run: RunDirectory | None, line: str) -> None:
+    """The default log of a run: ``line`` to stderr, and appended to the run directory's ``train.log``."""
     print(line, file=sys.stderr, flush=True)
-    with open(out_dir / "train.log", "a", encoding="utf-8") as fh:
-        fh.write(line + "\n")
+    if run is not None:
+        run.append_log(line)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run gives: ``metrics`` (the content of ``metrics.json``; test metrics are undefined without
+    test items), the ``fitted`` model of the best validation epoch, the epoch ``history``, the ``imputed`` labels
+    (``imputed_labels.csv`` as a frame, ids as strings) and the ``similarity`` statistics of ``similarity.npz``
+    (``kappa_initial``, ``kappa_final``, ``similarity_initial``, ``similarity_final``, ``overlap_initial``)."""
+
+    metrics: dict[str, Any]
+    fitted: FittedModel
+    history: list[dict[str, Any]]
+    imputed: pd.DataFrame
+    similarity: dict[str, np.ndarray]
 
 
 class Trainer:
-    """One training run writing into ``out_dir`` (see :mod:`simlabel_ext.train.outputs` for the files).
+    """One training run: in memory, or writing into the run directory ``out_dir`` (:mod:`simlabel_ext.rundir`)
+    with a checkpoint per epoch, so that it can be resumed.
 
     ``dist`` is the data-parallel context (default: one process on ``config.device``); ``dataset`` may be given
-    to skip loading it again; ``log`` receives one line per epoch (default: stderr and ``out_dir/train.log``);
-    ``on_epoch_end(trainer, record)`` is called on every rank after each epoch, before its checkpoint.
+    to skip loading it again; ``log`` receives one line per epoch (default: stderr, and ``train.log`` of the run
+    directory); ``on_epoch_end(trainer, record)`` is called on every rank after each epoch, before its checkpoint.
     """
 
     def __init__(
         self,
         config: TrainConfig,
-        out_dir: str | Path,
+        out_dir: str | Path | None = None,
         *,
         dist: Distributed | None = None,
         dataset: CrowdDataset | None = None,
         log: Callable[[str], None] | None = None,
         on_epoch_end: Callable[["Trainer", dict[str, Any]], None] | None = None,
     ) -> None:
-        if config.lam == LAM_AUTO and config.mode != "skip":
+        if config.lam == LAM_AUTO and config.simlabel.mode != "skip":
             raise ValueError('lam = "auto" trains one run per candidate λ: train it with simlabel_ext.train.fit_run')
         self.config = config
-        self.out_dir = Path(out_dir)
+        self.run = RunDirectory(out_dir) if out_dir is not None else None
         self.dist = dist if dist is not None else Distributed(device=pick_device(config.device))
         self.dataset = dataset if dataset is not None else load_run_dataset(config)
         self._log = log
@@ -138,16 +156,18 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.global_step = 0
         self.best = {"loss": math.inf, "epoch": -1, "bad_epochs": 0}
+        #: the weights of the best validation epoch so far (CPU copies), or None before the first epoch
+        self.best_weights: dict[str, torch.Tensor] | None = None
         self.history: list[dict[str, Any]] = []
 
     # ---------------------------------------------------------------- paths and logging
     @property
-    def checkpoint_dir(self) -> Path:
-        return self.out_dir / "checkpoints"
+    def checkpoint_dir(self) -> Path | None:
+        return self.run.checkpoint_dir if self.run is not None else None
 
     @property
-    def best_path(self) -> Path:
-        return self.checkpoint_dir / "best.pt"
+    def best_path(self) -> Path | None:
+        return self.run.checkpoint_dir / "best.pt" if self.run is not None else None
 
     def log(self, line: str) -> None:
         if not self.dist.is_main:
@@ -155,94 +175,52 @@ class Trainer:
         if self._log is not None:
             self._log(line)
             return
-        log_to_run(self.out_dir, line)
+        log_to_run(self.run, line)
 
     # ---------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs: tensors and plain data only."""
-        rng = torch.get_rng_state()
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "config": self.config.to_dict(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng_states": self.dist.all_gather_rows(rng.unsqueeze(0)),
-            "cuda_rng_state": torch.cuda.get_rng_state(self.dist.device) if self.dist.device.type == "cuda" else None,
-            "store": self.store.state_dict(),
-            "kappa": self.engine.kappa(),
-            "early_stopping": dict(self.best),
-            "history": list(self.history),
-        }
-
-    def load_state_dict(self, state: dict[str, Any], source: str) -> None:
-        if state["format"] != CHECKPOINT_FORMAT:
-            raise ckpt.CheckpointError(f"{source}: unknown checkpoint format {state['format']!r}")
-        changed = TrainConfig.from_dict(state["config"], source).differences(self.config)
-        if changed:
-            key, before, now = changed[0]
-            raise ValueError(f"cannot resume from {source}: option {key!r} was {before!r} there but is {now!r} now")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        rngs = state["rng_states"]
-        torch.set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world_size else rngs[0])
-        if state.get("cuda_rng_state") is not None and self.dist.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng_state"], self.dist.device)
-        self.store.load_state_dict(state["store"])
-        self.engine = SimilarityEngine(self._similarity_source(), self.dataset.num_classes, n0=self.config.n0,
-                                       min_overlap=self.config.min_overlap)
-        kappa, saved = self.engine.kappa(), state["kappa"]
-        if not torch.equal(kappa.isnan(), saved.isnan()) or not torch.allclose(
-            kappa.nan_to_num(), saved.nan_to_num(), rtol=0, atol=1e-12
-        ):
-            raise ckpt.CheckpointError(f"{source}: its similarity statistics do not match its imputation store")
-        self._refresh_similarity()
-        self.epoch = int(state["epoch"])
-        self.global_step = int(state["global_step"])
-        self.best = dict(state["early_stopping"])
-        self.history = list(state["history"])
-
     def resume(self) -> bool:
-        """Continue from the newest readable epoch checkpoint of ``out_dir``; False if there is none."""
-        found = ckpt.load_latest(self.checkpoint_dir, _REQUIRED)
+        """Continue from the newest readable epoch checkpoint of the run directory; False if there is none."""
+        found = ckpt.load_latest(self.checkpoint_dir, ckpt.REQUIRED) if self.run is not None else None
         if found is None:
             return False
         state, path = found
-        self.load_state_dict(state, str(path))
+        ckpt.restore(self, state, str(path))
+        if self.best_path.is_file():
+            self.best_weights = ckpt.load_checkpoint(self.best_path, ("model",))["model"]
         self.log(f"resumed from {path} (epoch {self.epoch}, step {self.global_step}, {len(self.store)} imputed)")
         return True
 
-    def _save_checkpoint(self, improved: bool) -> None:
-        state = self.state_dict()  # a collective: every rank takes part
+    def _keep_best(self, improved: bool) -> None:
+        """Remember the weights of a new best epoch, and write this epoch's checkpoint (and ``best.pt``)."""
+        if improved:
+            self.best_weights = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        if self.run is None:
+            return
+        state = ckpt.capture(self)  # a collective: every rank takes part
         if self.dist.is_main:
             if improved:
-                ckpt.save_atomic({"format": CHECKPOINT_FORMAT, "epoch": self.epoch - 1,
-                                  "model": state["model"], "val_loss": self.best["loss"]}, self.best_path)
+                ckpt.save_atomic(ckpt.best_state(self.epoch - 1, state["model"], self.best["loss"]), self.best_path)
             ckpt.save_epoch_checkpoint(state, self.checkpoint_dir, self.epoch)
         self.dist.barrier()
 
     # ---------------------------------------------------------------- one step
-    def _similarity_source(self) -> torch.Tensor:
+    def similarity_source(self) -> torch.Tensor:
         """The labels ``[N, A]`` the similarity is computed from (``similarity_labels``): observed + imputed, or
         the observed training labels alone."""
         return self.store.labels() if self.config.similarity_labels == "observed+imputed" else self.train_labels
 
-    def _refresh_similarity(self) -> None:
+    def refresh_similarity(self) -> None:
+        """Copy the engine's similarity into the ``[A, A]`` tensor the steps read (on the training device)."""
         self.engine.similarity(out=self._similarity_cpu)
         self.similarity.copy_(self._similarity_cpu)
 
     def _step(self, items: torch.Tensor, lam: float, totals: torch.Tensor) -> None:
         config, device = self.config, self.dist.device
-        options = config.loss_options(lam)
+        options = config.simlabel.replace(lam=lam)
         labels = (self.store.labels(items) if config.imputed_as_targets else self.train_labels[items]).to(device)
         out = self.network(self.inputs[items.to(device)], labels)
-        step = simlabel_loss(out.logits, labels, self.similarity, mode=config.mode, threshold=config.threshold,
-                             kl_direction=config.kl_direction, reduction="sum", lam=lam,
-                             contributors=config.contributors, soft_source=config.soft_source,
-                             kl_weight=config.kl_weight, backend=config.backend)
+        step = simlabel_loss(out.logits, labels, self.similarity, options, backend=config.backend)
+        # the loss of the global batch: sums normalised by the counts of every rank (reduction of the options)
         counts = self.dist.all_reduce_sum(torch.stack([step.n_ce, step.n_kl]).cpu())
         loss = combine_loss(step.ce_sum, step.kl_sum, counts[0].to(device), counts[1].to(device), options)
         loss = loss * self.dist.world_size + out.aux_loss
@@ -261,9 +239,7 @@ class Trainer:
     def _impute(self, items, mask, classes, confidence) -> None:
         """Apply every rank's selected entries to the store and the engine, then refresh S.
 
-        Entries of one step are distinct, so the resulting store and counts do not depend on their order; under DDP
-        they are all-gathered and sorted by (item, annotator) so every rank also applies them identically. The
-        selection runs in NumPy: a step handles a few hundred entries, where NumPy's per-call cost is far lower.
+        The selection runs in NumPy: a step handles a few hundred entries, where NumPy's per-call cost is far lower.
         """
         items = items.numpy()
         classes = classes.cpu().numpy()
@@ -274,18 +250,12 @@ class Trainer:
         rows, annotators = np.nonzero(mask)
         items, classes = items[rows], classes[rows, annotators]
         confidence = confidence.detach().float().cpu().numpy()[rows, annotators]
-        if self.dist.active:
-            # int64 rows (the float32 confidence travels as its bit pattern) through one all-gather
-            local = torch.from_numpy(np.stack([items, annotators, classes, confidence.view(np.int32).astype(np.int64)],
-                                              1))
-            chosen = self.dist.all_gather_rows(local).numpy()
-            chosen = chosen[np.argsort(chosen[:, 0] * self.dataset.num_annotators + chosen[:, 1])]
-            items, annotators, classes = chosen[:, 0], chosen[:, 1], chosen[:, 2]
-            confidence = chosen[:, 3].astype(np.int32).view(np.float32)
+        items, annotators, classes, confidence = exchange_imputations(self.dist, items, annotators, classes,
+                                                                      confidence, self.dataset.num_annotators)
         change = self.store.update(items, annotators, classes, confidence, epoch=self.epoch, step=self.global_step)
         if len(change) and self.config.similarity_labels == "observed+imputed":
             self.engine.set_labels(change.items, change.annotators, change.classes)
-            self._refresh_similarity()
+            self.refresh_similarity()
 
     # ---------------------------------------------------------------- epochs
     def _imputation_accuracy(self) -> tuple[int, float]:
@@ -343,21 +313,22 @@ class Trainer:
         }
         return record
 
-    def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Train (or continue, with ``resume``), then evaluate the best-validation model on the test split and
-        write the run's outputs. Returns the content of ``metrics.json``."""
-        config = self.config
-        if self.dist.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.dist.barrier()
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train (or continue, with ``resume``), then evaluate the best-validation model on the test split and, with
+        a run directory, write the run's outputs (``metrics.json`` last) and ``model.pt``."""
+        config, run = self.config, self.run
+        if run is not None:
+            if self.dist.is_main:
+                run.create()
+            self.dist.barrier()
         resumed = self.resume() if resume else False
-        if not resumed:
-            occupied = bool(ckpt.epoch_checkpoints(self.checkpoint_dir) or (self.out_dir / "metrics.json").exists())
+        if run is not None and not resumed:
+            occupied = bool(ckpt.epoch_checkpoints(self.checkpoint_dir) or run.finished)
             if self.dist.broadcast_object(occupied):  # rank 0's view, so every rank stops with the same error
-                raise ValueError(f"{self.out_dir} already holds a run; pass --resume to continue it or choose "
-                                 "another --out")
+                raise ValueError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
         if self.dist.is_main:
-            write_config(config, self.out_dir / "config.toml")
+            if run is not None:
+                write_config(config, run.config_path)
             if not resumed:
                 self.log(self._describe())
         started = time.perf_counter()
@@ -369,7 +340,7 @@ class Trainer:
             self.log(_epoch_line(record, config.epochs, improved))
             if self._on_epoch_end is not None:
                 self._on_epoch_end(self, record)
-            self._save_checkpoint(improved)
+            self._keep_best(improved)
         return self._finish(time.perf_counter() - started)
 
     def _stopped(self) -> bool:
@@ -385,27 +356,47 @@ class Trainer:
         self.best["bad_epochs"] += 1
         return False
 
-    def _finish(self, seconds: float) -> dict[str, Any]:
+    def _finish(self, seconds: float) -> TrainResult:
         self.dist.barrier()
-        if self.best_path.exists():
-            self.model.load_state_dict(ckpt.load_checkpoint(self.best_path, ("model",))["model"])
+        if self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
         data = self.dataset
         test = evaluate_split(self.model, self.inputs, data.annotations.labels, data.split.test, self.dist,
                               self.config.eval_batch_size)
         scored, imp_acc = self._imputation_accuracy()
         metrics = _metrics(self, test, scored, imp_acc, seconds)
+        result = TrainResult(metrics, self.fitted_model(), list(self.history),
+                             self.store.frame(data.annotations), {
+                                 "kappa_initial": self.initial_kappa.numpy(),
+                                 "kappa_final": self.engine.kappa().numpy(),
+                                 "similarity_initial": self.initial_similarity.numpy(),
+                                 "similarity_final": self._similarity_cpu.clone().numpy(),
+                                 "overlap_initial": self.initial_overlap.numpy(),
+                             })
+        if self.dist.is_main and self.run is not None:
+            result.fitted.save(self.run.model_path)
+            self.run.write_outputs(metrics, result.history, result.imputed, result.similarity,
+                                   list(data.annotations.annotator_ids))
         if self.dist.is_main:
-            write_outputs(self.out_dir, metrics, self.history, self.store, data, {
-                "kappa_initial": self.initial_kappa, "kappa_final": self.engine.kappa(),
-                "similarity_initial": self.initial_similarity, "similarity_final": self._similarity_cpu.clone(),
-                "overlap_initial": self.initial_overlap,
-            })
+            where = f"; outputs in {self.run}" if self.run is not None else ""
             self.log(f"test: Avg {metrics['avg_accuracy']:.4f}  micro {metrics['micro_accuracy']:.4f}  "
                      f"({metrics['annotators_with_test_labels']} annotators, {test.labels} labels); "
-                     f"best epoch {metrics['best_epoch'] + 1}; {metrics['imputations']} imputed; "
-                     f"outputs in {self.out_dir}")
+                     f"best epoch {metrics['best_epoch'] + 1}; {metrics['imputations']} imputed{where}")
         self.dist.barrier()
-        return metrics
+        return result
+
+    def fitted_model(self) -> FittedModel:
+        """The model as it is now (after :meth:`fit`: the best validation epoch's) with what predicting new items
+        needs: a copy on the CPU, its plugin and resolved options, classes, annotators, input spec and scaling."""
+        config, data = self.config, self.dataset
+        spec = get_registry().model(config.model).spec
+        options = resolve_options(spec.option_specs, config.model_options, owner=f"model {config.model!r}")
+        model = copy.deepcopy(self.model).cpu()
+        metadata = {"simlabel_version": __version__, "config": config.to_dict(), "best_epoch": self.best["epoch"],
+                    "epochs_run": self.epoch}
+        return FittedModel(model, config.model, options, data.input_spec, list(data.annotations.class_names),
+                           list(data.annotations.annotator_ids), feature_names=data.feature_names,
+                           scaling=data.scaling, metadata=metadata)
 
     def _describe(self) -> str:
         data, config = self.dataset, self.config
@@ -414,7 +405,7 @@ class Trainer:
         return (f"run: dataset {config.dataset} ({data.num_items} items, {data.num_annotators} annotators, "
                 f"{data.num_classes} classes; {n_train} training items with {present} labels, "
                 f"{1 - present / max(1, n_train * data.num_annotators):.1%} missing), model {config.model}, "
-                f"mode {config.mode}, seed {config.seed}, missing rate {config.missing_rate}, "
+                f"mode {config.simlabel.mode}, seed {config.seed}, missing rate {config.missing_rate}, "
                 f"{self.dist.world_size} process(es) on {self.dist.device}, {len(self.batches)} steps per epoch")
 
 
@@ -434,7 +425,7 @@ def _metrics(trainer: Trainer, test: SplitMetrics, scored: int, imp_acc: float, 
     return {
         "dataset": config.dataset,
         "model": config.model,
-        "mode": config.mode,
+        "mode": config.simlabel.mode,
         "seed": config.seed,
         "missing_rate": config.missing_rate,
         "annotators": [

@@ -1,0 +1,125 @@
+"""The run directory: every file a training run leaves, by name and format, with its writers and readers.
+
+``simlabel train``, ``simlabel compare`` (one run directory per grid cell), ``simlabel impute`` and the report
+all go through :class:`RunDirectory`; nothing else knows a file name. The files:
+
+- ``config.toml``: the resolved configuration (:func:`simlabel_ext.train.write_config`);
+- ``train.log``: one line per epoch, and the run's first and last lines;
+- ``metrics.json``: per-annotator test accuracy with test counts, Avg over annotators, micro accuracy, the number
+  of imputations and their accuracy where labels were removed on purpose, best epoch with its validation loss,
+  Avg and micro accuracy, steps, time; written last, so its presence marks a finished run;
+- ``history.json``: one record per epoch (loss parts and term counts, λ, learning rate, imputed so far and their
+  accuracy, mean similarity, validation loss / Avg / micro, seconds);
+- ``imputed_labels.csv``: the imputed labels in long format — ``task, worker, label, confidence, epoch, step,
+  revisions`` — with the data set's own item, annotator and class names (readable by
+  :func:`simlabel_ext.data.read_long`);
+- ``similarity.npz``: ``kappa_initial``, ``kappa_final``, ``similarity_initial``, ``similarity_final``
+  (``[A, A]``), ``overlap_initial`` (shared training items per pair) and ``annotators`` (ids);
+- ``model.pt``: the fitted model of the best validation epoch (:class:`simlabel_ext.fitted.FittedModel`), what
+  ``simlabel predict`` reads;
+- ``checkpoints/``: ``epoch-NNNN.pt`` (the newest two) and ``best.pt`` (:mod:`simlabel_ext.train.checkpoint`).
+
+JSON files hold no NaN or infinity (an undefined number is ``null``); every file is written atomically.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .storage import write_atomic, write_json
+
+__all__ = ["IMPUTED_COLUMNS", "RunDirectory"]
+
+#: The columns of ``imputed_labels.csv``.
+IMPUTED_COLUMNS = ("task", "worker", "label", "confidence", "epoch", "step", "revisions")
+
+
+class RunDirectory:
+    """The files of one run in ``path`` (see the module docstring)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDirectory({str(self.path)!r})"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # ------------------------------------------------------------------------------------------------ names
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "train.log"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / "history.json"
+
+    @property
+    def imputed_path(self) -> Path:
+        return self.path / "imputed_labels.csv"
+
+    @property
+    def similarity_path(self) -> Path:
+        return self.path / "similarity.npz"
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model.pt"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run ended (its ``metrics.json`` exists)."""
+        return self.metrics_path.is_file()
+
+    # ------------------------------------------------------------------------------------------------ writers
+    def create(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def append_log(self, line: str) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def write_outputs(self, metrics: dict[str, Any], history: list[dict[str, Any]], imputed: pd.DataFrame,
+                      similarity: dict[str, np.ndarray], annotators: list[str]) -> None:
+        """A finished run's files: history, imputed labels (columns :data:`IMPUTED_COLUMNS`), similarity
+        statistics, then ``metrics.json`` last (its presence marks the run finished)."""
+        write_json(self.history_path, history)
+        write_atomic(self.imputed_path, lambda fh: imputed.to_csv(
+            fh, index=False, columns=list(IMPUTED_COLUMNS), float_format="%.6f", lineterminator="\n"))
+        write_atomic(self.similarity_path, lambda fh: np.savez(fh, annotators=np.array(annotators), **similarity),
+                     binary=True)
+        write_json(self.metrics_path, metrics)
+
+    # ------------------------------------------------------------------------------------------------ readers
+    def metrics(self) -> dict[str, Any]:
+        return json.loads(self.metrics_path.read_text(encoding="utf-8"))
+
+    def history(self) -> list[dict[str, Any]]:
+        return json.loads(self.history_path.read_text(encoding="utf-8"))
+
+    def similarity(self) -> dict[str, np.ndarray]:
+        """The arrays of ``similarity.npz`` (annotator ids as strings)."""
+        with np.load(self.similarity_path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+
+    def imputed_labels(self) -> pd.DataFrame:
+        """``imputed_labels.csv`` with every id and name as a string (as they were written)."""
+        return pd.read_csv(self.imputed_path, dtype={"task": str, "worker": str, "label": str},
+                           keep_default_na=False)
