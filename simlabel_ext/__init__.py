@@ -5,19 +5,23 @@ Public API (one road for the data, ARCHITECTURE in README):
 - :mod:`simlabel_ext.data` — :class:`AnnotationMatrix` and the long / wide file formats;
 - :mod:`simlabel_ext.similarity` — :class:`SimilarityEngine`, Cohen's kappa and the similarity S (C++ engine
   with a PyTorch fallback);
-- :mod:`simlabel_ext.ops` — :func:`simlabel_loss`, one SimLabel batch step, and its pure-PyTorch reference.
+- :mod:`simlabel_ext.ops` — :func:`simlabel_loss`, one SimLabel batch step, and its pure-PyTorch reference;
+- :class:`SimLabel` (:mod:`simlabel_ext.estimator`) — fit annotator models on a crowd in memory, predict each
+  annotator's label for new items, save and load them.
 """
 import torch  # noqa: F401  (must be imported before the compiled extension)
+
+__version__ = "0.1.0"
 
 from .data import AnnotationMatrix, read_long, read_wide, write_long, write_wide
 from .ops import SimLabelOptions, SimLabelOutput, simlabel_loss, simlabel_loss_reference
 from .similarity import DEFAULT_N0, SimilarityEngine
-
-__version__ = "0.1.0"
+from .estimator import SimLabel
 
 __all__ = [
     "DEFAULT_N0",
     "AnnotationMatrix",
+    "SimLabel",
     "SimLabelOptions",
     "SimLabelOutput",
     "SimilarityEngine",

@@ -6,10 +6,11 @@ exit status 2 and one line on stderr naming the problem, before any work starts.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from . import compare, impute, kappa, plugins, train
+from . import compare, impute, kappa, plugins, predict, train
 
 
 class UsageError(Exception):
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(commands)
     compare.register(commands)
     impute.register(commands)
+    predict.register(commands)
     return parser
 
 
@@ -57,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv
     try:
         return args.run(args, extra) if getattr(args, "accepts_extra", False) else args.run(args)
+    except BrokenPipeError:  # the reader of stdout went away (`simlabel predict ... | head`): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (OSError, ValueError, UsageError) as exc:
         if isinstance(exc, OSError) and exc.strerror and exc.filename:
             message = f"{exc.strerror}: {exc.filename}"

@@ -5,6 +5,7 @@
 :func:`read_long` / :func:`write_long` handle one-row-per-annotation files (crowd-kit / truth-inference style),
 :func:`read_wide` / :func:`write_wide` one-row-per-item files, as CSV/TSV or Parquet (with ``pyarrow``); every
 reading problem raises :class:`AnnotationFormatError` naming the file, the line and the value.
+:func:`annotations_from` takes annotations in memory (a pandas long table, a wide array or a matrix).
 :func:`read_table` reads the rows of any such table, :func:`read_features` a features file
 (:class:`FeatureTable`). :func:`from_arrays` wraps a plain integer array with default ids.
 :class:`InputSpec` says what one item's input is (a feature vector or an image).
@@ -17,12 +18,16 @@ from __future__ import annotations
 from .annotations import AnnotationMatrix, AnnotationSummary, from_arrays
 from .formats import AnnotationFormatError, read_long, read_table, read_wide, write_long, write_table, write_wide
 from .features import FeatureTable, read_features
+from .frames import Annotations, annotations_from, plain
 from .inputs import INPUT_KINDS, InputSpec
 from .dataset import (SPLIT_FRACTIONS, CrowdDataset, FeatureScaling, Split, make_dataset, simulate_missing, split_items,
                       standardize)
 
 __all__ = [
     "AnnotationFormatError",
+    "Annotations",
+    "annotations_from",
+    "plain",
     "AnnotationMatrix",
     "AnnotationSummary",
     "FeatureTable",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .formats import _Table
@@ -36,6 +37,26 @@ class FeatureTable:
     source: str
     places: list[str]
 
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, source: str = "X", feature_names: Sequence[str] | None = None
+                   ) -> FeatureTable:
+        """A table of a :class:`pandas.DataFrame` indexed by task: its columns (or ``feature_names`` of them, in
+        that order; others are ignored) must be numeric."""
+        names = [str(c) for c in frame.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{source}: two columns have the same name: {names}")
+        if feature_names is not None:
+            absent = [name for name in feature_names if name not in names]
+            if absent:
+                raise ValueError(f"{source} lacks the feature column(s) {absent[:5]} the model was fit on")
+            frame = frame.iloc[:, [names.index(name) for name in feature_names]]
+            names = list(feature_names)
+        for name, dtype in zip(names, frame.dtypes):
+            if dtype.kind not in "iufb":
+                raise ValueError(f"{source}: column {name!r} holds {dtype}, not numbers")
+        return cls([str(t) for t in frame.index], names, frame.to_numpy(dtype=np.float64), source,
+                   [f"row {r} (index {t!r})" for r, t in enumerate(frame.index)])
+
     def align(self, items: Sequence[str], what: str = "task") -> torch.Tensor:
         """``float32 [len(items), D]``: the rows of ``items`` in that order. Errors for a task with two rows, for
         items without a row (the first five are named; ``what`` says what they are) and for a value of those rows
@@ -50,12 +71,18 @@ class FeatureTable:
         if absent:
             raise ValueError(f"{self.source}: {len(absent)} {what}(s) have no features, the first: "
                              f"{', '.join(map(repr, absent[:5]))}")
-        rows = [row_of[item] for item in items]
+        return self._take([row_of[item] for item in items])
+
+    def to_tensor(self) -> torch.Tensor:
+        """``float32 [n, D]``: every row in order, with the value checks of :meth:`align`."""
+        return self._take(list(range(len(self.tasks))))
+
+    def _take(self, rows: list[int]) -> torch.Tensor:
         values = self.values[rows]
         bad = np.argwhere(~np.isfinite(values) | (np.abs(values) > _FLOAT32_MAX))
         if len(bad):
             i, j = (int(v) for v in bad[0])
-            r, value = rows[i], values[i, j]
+            r, value = rows[i], float(values[i, j])
             why = f"non-finite value {value}" if not np.isfinite(value) else \
                 f"value {value!r} does not fit in float32 (|x| > 3.4e38)"
             raise ValueError(f"{self.source}, {self.places[r]}: task {self.tasks[r]!r}, column {self.names[j]!r}: "
