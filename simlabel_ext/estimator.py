@@ -36,7 +36,7 @@ import torch
 
 from .data import (AnnotationMatrix, Annotations, CrowdDataset, FeatureScaling, FeatureTable, InputSpec, Split,
                    annotations_from, plain)
-from .fitted import FittedModel
+from .fitted import FittedModel, class_softmax
 from .rundir import RunDirectory
 from .train import TrainConfig, TrainResult, fit_run, option_fields
 from .train.distributed import pick_device
@@ -222,7 +222,7 @@ class SimLabel:
         inputs, task_values = self._inputs(X, tasks)
         logits = self._on_device().predict_logits(inputs, self.eval_batch_size)[:, picked]
         label = logits.argmax(-1)
-        probability = logits.softmax(-1).gather(-1, label.unsqueeze(-1)).squeeze(-1)
+        probability = class_softmax(logits).gather(-1, label.unsqueeze(-1)).squeeze(-1)
         classes = _values(fitted.classes)
         ids = [fitted.annotators[j] for j in picked]
         if format == "wide":

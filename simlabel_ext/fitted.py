@@ -32,13 +32,20 @@ from .models import AnnotatorModel
 from .registry import RegistryError, get_registry
 from .storage import TorchFileError, load_torch, save_torch
 
-__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "FittedModel", "ModelFileError"]
+__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "FittedModel", "ModelFileError", "class_softmax"]
 
 MODEL_FORMAT = "simlabel-model"
 #: The newest model-file version this simlabel writes and reads.
 MODEL_FORMAT_VERSION = 1
 _KEYS = ("format", "version", "model", "state_dict", "input_spec", "classes", "annotators", "feature_names",
          "scaling", "metadata")
+
+
+def class_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """``softmax(logits, -1)`` of ``[N, A, C]`` logits, computed with the classes on the middle axis: on the CPU,
+    PyTorch's softmax over a short last axis (C = 10) is about 2.5x slower than over a middle one. Equal to
+    ``logits.softmax(-1)`` within float32 rounding (1e-7)."""
+    return logits.transpose(1, 2).contiguous().softmax(1).transpose(1, 2).contiguous()
 
 
 class ModelFileError(TorchFileError):
@@ -114,7 +121,7 @@ class FittedModel:
 
     def predict_proba(self, inputs: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """``[N, A, C]`` float32: each annotator's predicted distribution over the classes (rows sum to 1)."""
-        return self.predict_logits(inputs, batch_size).softmax(-1)
+        return class_softmax(self.predict_logits(inputs, batch_size))
 
     # ------------------------------------------------------------------------------------------------ the file
     def to_state(self) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel worker processes (default: 1)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per run (default: torch's choice; 1 with --jobs > 1)")
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures (no matplotlib needed)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     add_config_arguments(p, skip=("model", "mode", "seed", "missing_rate"))
     p.set_defaults(run=run, accepts_extra=True)
 
@@ -89,11 +89,6 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
     for rate in rates:
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"--missing-rates must lie in [0, 1); got {rate:g}")
-    if not args.no_plots:
-        try:
-            import matplotlib  # noqa: F401
-        except ModuleNotFoundError:
-            raise ValueError("the figures need matplotlib (pip install matplotlib) or pass --no-plots") from None
     registry = get_registry()
     for model in models:
         registry.model(model)

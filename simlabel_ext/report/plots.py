@@ -1,4 +1,4 @@
-"""The report's figures (matplotlib, PNG, the non-interactive Agg backend). Needs the ``plot`` extra.
+"""The report's figures (matplotlib, PNG, the non-interactive Agg backend).
 
 - :func:`plot_similarity_heatmaps`: annotator kappa as heat maps side by side (e.g. before / after training, the
   paper's Figure 2 view), annotators ordered by :func:`cluster_order`; undefined pairs (no shared item) grey;
@@ -22,10 +22,8 @@ MODE_COLOURS = {"skip": "#7f7f7f", "simlabel": "#1f77b4", "simlabel+confidence":
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ModuleNotFoundError:
-        raise ValueError("plots need matplotlib: pip install matplotlib (the 'plot' extra)") from None
+    import matplotlib  # imported on first use: it costs a second at start-up
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
