@@ -20,10 +20,21 @@ all go through :class:`RunDirectory`; nothing else knows a file name. The files:
 - ``checkpoints/``: ``epoch-NNNN.pt`` (the newest two) and ``best.pt`` (:mod:`simlabel_ext.train.checkpoint`).
 
 JSON files hold no NaN or infinity (an undefined number is ``null``); every file is written atomically.
+
+One writer at a time: :meth:`RunDirectory.lock` holds ``.lock`` (an exclusive ``flock``, with the holder's PID in
+it) while a run writes. A second process is refused at once with :class:`RunDirectoryInUse` naming the directory
+and the holder's PID; the kernel drops the lock of a process that died, so a lock file left by a dead process is
+taken over, with a warning naming that process.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
+import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +43,14 @@ import pandas as pd
 
 from .storage import write_atomic, write_json
 
-__all__ = ["IMPUTED_COLUMNS", "RunDirectory"]
+__all__ = ["IMPUTED_COLUMNS", "RunDirectory", "RunDirectoryInUse"]
 
 #: The columns of ``imputed_labels.csv``.
 IMPUTED_COLUMNS = ("task", "worker", "label", "confidence", "epoch", "step", "revisions")
+
+
+class RunDirectoryInUse(ValueError):
+    """Another live process writes into this run directory."""
 
 
 class RunDirectory:
@@ -84,6 +99,10 @@ class RunDirectory:
         return self.path / "checkpoints"
 
     @property
+    def lock_path(self) -> Path:
+        return self.path / ".lock"
+
+    @property
     def finished(self) -> bool:
         """Whether the run ended (its ``metrics.json`` exists)."""
         return self.metrics_path.is_file()
@@ -91,6 +110,26 @@ class RunDirectory:
     # ------------------------------------------------------------------------------------------------ writers
     def create(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the directory's write lock (creating the directory) for the body; see the module docstring."""
+        self.create()
+        fd = self._acquire()
+        try:
+            previous = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            if previous and previous != str(os.getpid()):
+                warnings.warn(f"{self.path}: took over the lock left by process {previous}, which is no longer "
+                              "running", stacklevel=3)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+                self.lock_path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)  # closing drops the flock
 
     def append_log(self, line: str) -> None:
         with open(self.log_path, "a", encoding="utf-8") as fh:
@@ -106,6 +145,28 @@ class RunDirectory:
         write_atomic(self.similarity_path, lambda fh: np.savez(fh, annotators=np.array(annotators), **similarity),
                      binary=True)
         write_json(self.metrics_path, metrics)
+
+    def _acquire(self) -> int:
+        """An open descriptor of ``.lock`` holding its flock; :class:`RunDirectoryInUse` if another process holds
+        it. Retries when the file was replaced between the open and the flock (its holder removed it)."""
+        while True:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                raise RunDirectoryInUse(f"{self.path} is in use by process {holder} (a run writing there); wait for "
+                                        "it to end, stop it, or choose another directory") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)
 
     # ------------------------------------------------------------------------------------------------ readers
     def metrics(self) -> dict[str, Any]:

@@ -1,20 +1,38 @@
 """The ``simlabel`` command line. Each subcommand lives in its own module and registers itself here.
 
-Every error a user can cause (a missing file, a malformed annotation file, a bad option) ends the program with
-exit status 2 and one line on stderr naming the problem, before any work starts.
+Every error a user can cause (a missing file, a malformed annotation file, a bad option, a value of the wrong
+type) ends the program with exit status 2 and one line on stderr naming the problem, before any work starts
+(``SIMLABEL_DEBUG=1`` shows the traceback instead). Ctrl-C (SIGINT) and SIGTERM stop a command in an orderly way:
+one line, exit status 130 or 143, run directories left resumable. Warnings are one line each.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
+import warnings
 from collections.abc import Sequence
 
+from ..experiment.workers import WorkerError
 from . import compare, impute, kappa, plugins, predict, train
 
 
 class UsageError(Exception):
     """A problem with the user's input; reported as one line with exit status 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it stops the way Ctrl-C does."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+#: What each command says when it is stopped.
+_RESUME = {"train": "rerun it with --resume to continue", "compare": "rerun the same command to resume the grid"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,18 +75,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"simlabel{' ' + command if command else ''}: error: {exc}", file=sys.stderr)
         return 2
     args.argv = argv
+    command = args.command
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous_format = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_, **__: f"simlabel {command}: warning: {message}\n"
     try:
         return args.run(args, extra) if getattr(args, "accepts_extra", False) else args.run(args)
     except BrokenPipeError:  # the reader of stdout went away (`simlabel predict ... | head`): nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (OSError, ValueError, UsageError) as exc:
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        advice = f"; {_RESUME[command]}" if command in _RESUME else ""
+        print(f"simlabel {command}: {'stopped by SIGTERM' if terminated else 'interrupted'}{advice}",
+              file=sys.stderr)
+        return 143 if terminated else 130
+    except (OSError, ValueError, TypeError, UsageError, WorkerError) as exc:
+        if os.environ.get("SIMLABEL_DEBUG"):
+            raise
         if isinstance(exc, OSError) and exc.strerror and exc.filename:
             message = f"{exc.strerror}: {exc.filename}"
         else:
-            message = str(exc)
-        print(f"simlabel {args.command}: error: {message}", file=sys.stderr)
+            message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"simlabel {command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+        warnings.formatwarning = previous_format
 
 
 if __name__ == "__main__":  # pragma: no cover

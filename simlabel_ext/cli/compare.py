@@ -16,6 +16,7 @@ from ..experiment import expand_grid, run_grid
 from ..ops.options import MODES
 from ..registry import get_registry
 from ..report import write_report
+from ..rundir import RunDirectory
 from ..report.tables import defined
 from ..train import load_run_dataset
 from .train import add_config_arguments, resolve_config
@@ -99,6 +100,11 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
         options = base.model_options if model == base.model else {}
         registry.build_model(model, dataset.input_spec, dataset.num_annotators, dataset.num_classes, **options)
     out = Path(args.out)
+    with RunDirectory(out).lock():  # one comparison writes into OUT at a time (each run also locks its own)
+        return _compare(args, base, dataset, models, modes, seeds, rates, out)
+
+
+def _compare(args: argparse.Namespace, base, dataset, models, modes, seeds, rates, out: Path) -> int:
     runs = expand_grid(base, out, models, modes, seeds, rates)
     threads = args.threads if args.threads else (1 if args.jobs > 1 else None)
     print(f"compare: dataset {base.dataset} ({dataset.num_items} items, {dataset.num_annotators} annotators, "

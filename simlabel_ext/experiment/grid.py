@@ -3,13 +3,11 @@
 Each run lives in ``OUT/runs/<model>/<mode>/mr<rate>/seed<seed>/`` (a normal :class:`~simlabel_ext.train.Trainer`
 run directory). A run whose ``metrics.json`` exists is finished and is not repeated; one with checkpoints but no
 metrics is resumed from its newest readable checkpoint. With ``jobs > 1`` runs execute in that many worker
-processes (spawned, each with ``torch.set_num_threads(threads)``).
+processes (:mod:`.workers`: spawned, each with ``torch.set_num_threads(threads)``, stopped with the grid).
 """
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import torch
 
 from ..rundir import RunDirectory
 from ..train import TrainConfig, fit_run, load_config
+from .workers import run_in_workers
 
 __all__ = ["GridRun", "expand_grid", "run_grid"]
 
@@ -124,12 +123,8 @@ def run_grid(
                 on_done(run, metrics, False)
             yield run, metrics
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(_train, run.config.to_dict(), str(run.out_dir), threads): run for run in todo}
-        for future in as_completed(futures):
-            run = futures[future]
-            metrics = future.result()
-            if on_done:
-                on_done(run, metrics, False)
-            yield run, metrics
+    tasks = [(run, (run.config.to_dict(), str(run.out_dir), threads)) for run in todo]
+    for run, metrics in run_in_workers(_train, tasks, jobs, label=lambda r: r.label):
+        if on_done:
+            on_done(run, metrics, False)
+        yield run, metrics

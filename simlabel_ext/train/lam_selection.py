@@ -25,7 +25,7 @@ from ..rundir import RunDirectory
 from ..storage import write_json
 from .config import LAM_AUTO, TrainConfig, write_config
 from .distributed import Distributed, pick_device
-from .trainer import TrainResult, Trainer, load_run_dataset, log_to_run
+from .trainer import TrainResult, Trainer, hold_run_directory, load_run_dataset, log_to_run
 
 __all__ = ["LAM_CANDIDATES", "choose_lam", "fit_run"]
 
@@ -68,6 +68,13 @@ def fit_run(
     run = RunDirectory(out_dir) if out_dir is not None else None
     dist = dist if dist is not None else Distributed(device=pick_device(config.device))
     dataset = dataset if dataset is not None else load_run_dataset(config)
+    with hold_run_directory(run, dist):
+        return _fit_candidates(config, run, dist, dataset, log, resume, on_epoch_end)
+
+
+def _fit_candidates(config: TrainConfig, run: RunDirectory | None, dist: Distributed, dataset: CrowdDataset,
+                    log: Callable[[str], None] | None, resume: bool,
+                    on_epoch_end: Callable[[Trainer, dict[str, Any]], None] | None) -> TrainResult:
     if dist.is_main and run is not None:
         run.create()
         write_config(config, run.config_path)

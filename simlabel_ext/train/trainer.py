@@ -21,11 +21,12 @@ test labels never influence training. Every rank holds the same store and engine
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from ..ops import simlabel_loss
 from ..ops.options import combine_loss
 from ..registry import get_registry
 from ..registry.hookspecs import resolve_options
-from ..rundir import RunDirectory
+from ..rundir import RunDirectory, RunDirectoryInUse
 from ..similarity import SimilarityEngine
 from . import checkpoint as ckpt
 from .config import LAM_AUTO, TrainConfig, write_config
@@ -53,7 +54,7 @@ from .exchange import exchange_imputations
 from .sampler import ShardedBatches
 from .schedule import build_optimizer, kl_weight
 
-__all__ = ["TrainResult", "Trainer", "log_to_run", "load_run_dataset"]
+__all__ = ["TrainResult", "Trainer", "hold_run_directory", "log_to_run", "load_run_dataset"]
 
 
 def load_run_dataset(config: TrainConfig) -> CrowdDataset:
@@ -80,6 +81,24 @@ def log_to_run(run: RunDirectory | None, line: str) -> None:
     print(line, file=sys.stderr, flush=True)
     if run is not None:
         run.append_log(line)
+
+
+@contextlib.contextmanager
+def hold_run_directory(run: RunDirectory | None, dist: Distributed) -> Iterator[None]:
+    """Hold ``run``'s write lock on rank 0 for the body; on every rank, :class:`RunDirectoryInUse` if another
+    process holds it (nothing to hold without a run directory)."""
+    with contextlib.ExitStack() as stack:
+        if run is not None:
+            refusal = None
+            if dist.is_main:
+                try:
+                    stack.enter_context(run.lock())
+                except RunDirectoryInUse as exc:
+                    refusal = str(exc)
+            refusal = dist.broadcast_object(refusal)  # every rank stops with rank 0's error
+            if refusal is not None:
+                raise RunDirectoryInUse(refusal)
+        yield
 
 
 @dataclass(frozen=True)
@@ -315,7 +334,12 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> TrainResult:
         """Train (or continue, with ``resume``), then evaluate the best-validation model on the test split and, with
-        a run directory, write the run's outputs (``metrics.json`` last) and ``model.pt``."""
+        a run directory, write the run's outputs (``metrics.json`` last) and ``model.pt``. The run directory is
+        locked for the whole fit (rank 0 holds the lock; every rank stops if another process holds it)."""
+        with hold_run_directory(self.run, self.dist):
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> TrainResult:
         config, run = self.config, self.run
         if run is not None:
             if self.dist.is_main:
