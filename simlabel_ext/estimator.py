@@ -18,10 +18,10 @@ same names and with the same defaults (``epochs``, ``lr``, ``batch_size``, ``thr
 
 Fitted attributes (trailing underscore): ``classes_`` and ``annotators_`` (the caller's values), ``model_`` (the
 :class:`~simlabel_ext.fitted.FittedModel`), ``feature_names_in_`` (column names of a DataFrame ``X``, or None),
-``best_epoch_`` (0-based), and, after ``fit`` only (a saved model does not keep them): ``kappa_`` and
-``similarity_`` (:class:`BeforeAfter` of ``[A, A]`` DataFrames: the training labels before training, and the
-observed + imputed labels after), ``imputed_labels_`` (DataFrame ``task, worker, label, confidence, epoch, step,
-revisions``), ``history_`` (DataFrame, one row per epoch).
+``best_epoch_`` (numbered from 1, as ``history_``'s index), and, after ``fit`` only (a saved model does not keep
+them): ``kappa_`` and ``similarity_`` (:class:`BeforeAfter` of ``[A, A]`` DataFrames: the training labels before
+training, and the observed + imputed labels after), ``imputed_labels_`` (DataFrame ``task, worker, label,
+confidence, epoch, step, revisions``), ``history_`` (DataFrame, one row per epoch, indexed by the epoch's number).
 """
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ class SimLabel:
             back = dict(zip(map(str, values), values))
             imputed[column] = imputed[column].map(back)
         self.imputed_labels_ = imputed
-        self.history_ = pd.DataFrame(result.history)
+        self.history_ = pd.DataFrame(result.history).set_index("epoch", drop=False).rename_axis(None)
 
     # ------------------------------------------------------------------------------------------------ predict
     def _fitted(self) -> FittedModel:
@@ -325,7 +325,7 @@ class SimLabel:
         estimator.classes_, estimator.annotators_ = _values(fitted.classes), _values(fitted.annotators)
         estimator.feature_names_in_ = (None if fitted.feature_names is None
                                        else np.array(fitted.feature_names, dtype=object))
-        estimator.best_epoch_ = int(meta.get("best_epoch", -1))
+        estimator.best_epoch_ = int(meta.get("best_epoch", 0))
         return estimator
 
 

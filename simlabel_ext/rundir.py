@@ -180,7 +180,8 @@ class RunDirectory:
         with np.load(self.similarity_path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
 
-    def imputed_labels(self) -> pd.DataFrame:
-        """``imputed_labels.csv`` with every id and name as a string (as they were written)."""
-        return pd.read_csv(self.imputed_path, dtype={"task": str, "worker": str, "label": str},
-                           keep_default_na=False)
+    def imputed_labels(self, text: bool = False) -> pd.DataFrame:
+        """``imputed_labels.csv`` with every id and name as a string (as they were written); with ``text``, the
+        numbers too, exactly as written."""
+        dtype = str if text else {"task": str, "worker": str, "label": str}
+        return pd.read_csv(self.imputed_path, dtype=dtype, keep_default_na=False)

@@ -50,7 +50,7 @@ def train_and_check(dist, out_dir: Path, config: TrainConfig) -> None:
     def on_epoch_end(trainer: Trainer, record: dict) -> None:
         mine = state_digests(trainer)
         # this rank's shard size at every step of the epoch just finished (the sampler is deterministic)
-        shard_sizes = [len(items) for items in trainer.batches.epoch(record["epoch"])]
+        shard_sizes = [len(items) for items in trainer.batches.epoch(record["epoch"] - 1)]  # records count from 1
         gathered: list = [None] * dist.world_size
         tdist.all_gather_object(gathered, {"rank": dist.rank, "digests": mine, "shard_sizes": shard_sizes,
                                            "imputed": len(trainer.store)})

@@ -359,6 +359,40 @@ def test_impute_with_observed_csv_and_parquet(trained, capsys):
     assert back == rows[1:]
 
 
+def test_impute_with_observed_keeps_every_real_label_whatever_the_missing_rate_and_directory(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """With labels removed for training (missing rate 0.5), the completed file still holds every real label of the
+    input once, marked observed, and imputed labels only where no real label exists; the run directory records
+    absolute input paths, so impute reads the same labels from another working directory (which holds a decoy
+    labels.csv under the relative name the run was started with)."""
+    paths, labels = write_crowd(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", "crowd-csv", "--labels", "labels.csv", "--features", "features.csv",
+                 "--missing-rate", "0.5", "--mode", "simlabel+confidence", "--threshold", "0.05", "--lr", "1e-2",
+                 "--epochs", "2", "--no-progress", "--device", "cpu", "--out", "run"]) == 0
+    run = tmp_path / "run"
+    options = load_config(run / "config.toml").dataset_options
+    assert (options["labels"], options["features"]) == (str(paths["labels"]), str(paths["features"]))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["imputations_scored"] > 0, "some imputed labels must sit where a real label was removed"
+    imputed = read_rows(run / "imputed_labels.csv")[1:]
+    real = {(t, w) for t, w, _ in labels}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "labels.csv").write_text("task,worker,label\nt0,w0,a\n")
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["impute", str(run), "--with-observed", "--out", "completed.csv"]) == 0
+    rows = read_rows(elsewhere / "completed.csv")[1:]
+    assert sorted(tuple(r[:3]) for r in rows if r[3] == "observed") == sorted(labels)  # every real label
+    kept = [r[:3] + ["imputed"] + r[3:] for r in imputed if (r[0], r[1]) not in real]
+    assert [r for r in rows if r[3] == "imputed"] == kept  # imputed only where no real label exists
+    assert len(kept) < len(imputed)
+    assert len({(r[0], r[1]) for r in rows}) == len(rows) == len(labels) + len(kept)  # every entry once
+    err = capsys.readouterr().err
+    assert f"({len(imputed) - len(kept)} imputed at entries whose real label was removed for training" in err
+
+
 def test_impute_refuses_an_unfinished_run(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()

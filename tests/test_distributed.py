@@ -126,7 +126,7 @@ def test_every_rank_holds_the_same_state_after_every_epoch(ddp_run):
     out, log = ddp_run
     records = json.loads((out / "ddp_epochs.json").read_text())
     # ddp_check.py asserted on every rank that the gathered digests agree; here: every epoch was checked ...
-    assert [r["epoch"] for r in records] == list(range(CONFIG.epochs))
+    assert [r["epoch"] for r in records] == list(range(1, CONFIG.epochs + 1))
     # ... and the state did change between epochs (the digests are of live tensors, not constants) ...
     assert len({r["digests"]["model"] for r in records}) == CONFIG.epochs
     assert len({r["digests"]["store.classes"] for r in records}) >= 2
@@ -159,7 +159,7 @@ def check_empty_last_shard(out: Path, config: TrainConfig) -> None:
     steps = math.ceil(n_train / config.batch_size)
     per_rank = [config.batch_size // WORLD] * (steps - 1)
     records = json.loads((out / "ddp_epochs.json").read_text())
-    assert [r["epoch"] for r in records] == list(range(config.epochs))
+    assert [r["epoch"] for r in records] == list(range(1, config.epochs + 1))
     for record in records:
         # ... so rank 0 gets it and rank 1 gets nothing, in every epoch
         assert record["shard_sizes"] == [per_rank + [1], per_rank + [0]]

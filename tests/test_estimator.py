@@ -197,7 +197,8 @@ def test_validation_split_and_parameters():
     est = SimLabel(validation_fraction=0.25, **FAST).fit(x, answers)
     assert est.history_["val_avg"].notna().all()
     none = SimLabel(validation_fraction=0.0, **FAST).fit(x, answers)  # no validation: the last epoch is best
-    assert none.best_epoch_ == FAST["epochs"] - 1 and none.history_["val_loss"].isna().all()
+    assert none.best_epoch_ == FAST["epochs"] and none.history_["val_loss"].isna().all()
+    assert none.history_.index.tolist() == none.history_["epoch"].tolist() == list(range(1, FAST["epochs"] + 1))
     sklearn = pytest.importorskip("sklearn.base")
     copy = sklearn.clone(est)
     assert copy.get_params() == est.get_params() and not hasattr(copy, "model_")

@@ -127,7 +127,8 @@ def killed(kill_job, uninterrupted):
 def test_resume_after_sigkill_mid_epoch_ends_identical(killed, uninterrupted, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(killed, out)
-    assert train(out, "--resume") == 0
+    with pytest.warns(UserWarning, match=r"took over the lock left by process \d+, which is no longer running"):
+        assert train(out, "--resume") == 0
     assert outputs(out) == uninterrupted
     assert f"resumed from {out / 'checkpoints' / 'epoch-0002.pt'} (epoch 2, step {2 * STEPS_PER_EPOCH}" in (
         out / "train.log").read_text()
@@ -145,6 +146,7 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(killed, unin
     assert outputs(out) == uninterrupted
 
 
+@pytest.mark.filterwarnings("ignore:.*took over the lock")
 def test_resume_refuses_a_changed_option(killed, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(killed, out)

@@ -213,7 +213,7 @@ def check_run(trainer: Trainer, metrics: dict, out: Path) -> None:
     total = config.epochs * steps_per_epoch
     for e, rec in enumerate(history):
         assert set(rec) == HISTORY_KEYS
-        assert rec["epoch"] == e and rec["step"] == (e + 1) * steps_per_epoch
+        assert rec["epoch"] == e + 1 and rec["step"] == (e + 1) * steps_per_epoch  # epochs are numbered from 1
         assert rec["ce_terms"] == observed_train  # every observed training label once per epoch, in every mode
         assert rec["lr"] == pytest.approx(cosine_lr(config.lr, rec["step"], total, config.warmup), abs=1e-12)
         assert rec["lam"] == config.lam
@@ -224,11 +224,11 @@ def check_run(trainer: Trainer, metrics: dict, out: Path) -> None:
     assert history[-1]["imputed"] == saved["imputations"]
     assert [r["imputed"] for r in history] == sorted(r["imputed"] for r in history)
     val_losses = [r["val_loss"] for r in history]
-    assert saved["best_epoch"] == int(np.argmin(val_losses)) == best["epoch"]
-    assert saved["best_val_loss"] == val_losses[saved["best_epoch"]] == best["val_loss"]
+    assert saved["best_epoch"] == int(np.argmin(val_losses)) + 1 == best["epoch"]
+    assert saved["best_val_loss"] == val_losses[saved["best_epoch"] - 1] == best["val_loss"]
     # the best epoch's validation numbers, recomputed from best.pt
     v_correct, v_count, val_ce = naive_split_scores(model, data, data.split.val)
-    rec = history[saved["best_epoch"]]
+    rec = history[saved["best_epoch"] - 1]
     assert (saved["best_val_avg_accuracy"], saved["best_val_micro_accuracy"]) == (rec["val_avg"], rec["val_micro"])
     assert rec["val_loss"] == pytest.approx(val_ce, rel=1e-5)
     assert rec["val_micro"] == pytest.approx(sum(v_correct) / sum(v_count), abs=1e-12)
@@ -405,7 +405,7 @@ def test_imputation_store_engine_and_csv(imputed_run):
     # provenance: conf >= T, epoch / step consistent with the step counter
     steps_per_epoch = math.ceil(len(data.split.train) / config.batch_size)
     assert (entries["confidence"] >= config.simlabel.threshold).all() and (entries["confidence"] <= 1).all()
-    assert torch.equal(entries["epoch"], entries["step"] // steps_per_epoch)
+    assert torch.equal(entries["epoch"], entries["step"] // steps_per_epoch + 1)  # the epoch's number, from 1
     assert (entries["step"] < config.epochs * steps_per_epoch).all()
 
     # the incrementally updated engine equals a fresh count over observed + imputed labels

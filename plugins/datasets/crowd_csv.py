@@ -36,9 +36,9 @@ from . import COMMON_OPTIONS
 
 OPTIONS = (
     *COMMON_OPTIONS,
-    OptionSpec("labels", str, None, "required: long-format annotation file (CSV/TSV/Parquet)"),
-    OptionSpec("features", str, None, "required: features per task (CSV/TSV/Parquet table, or .npz)"),
-    OptionSpec("truth", str, None, "optional: true labels per task (CSV/TSV/Parquet)"),
+    OptionSpec("labels", str, None, "required: long-format annotation file (CSV/TSV/Parquet)", path=True),
+    OptionSpec("features", str, None, "required: features per task (CSV/TSV/Parquet table, or .npz)", path=True),
+    OptionSpec("truth", str, None, "optional: true labels per task (CSV/TSV/Parquet)", path=True),
     OptionSpec("task_col", str, "task", "column holding the task (item) id, in every file"),
     OptionSpec("worker_col", str, "worker", "column holding the annotator id"),
     OptionSpec("label_col", str, "label", "column holding the label"),

@@ -37,7 +37,7 @@ GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "
 
 OPTIONS = (
     *COMMON_OPTIONS,
-    OptionSpec("data_dir", str, None, f"required: the folder holding {MTURK} and {GOLD}"),
+    OptionSpec("data_dir", str, None, f"required: the folder holding {MTURK} and {GOLD}", path=True),
     OptionSpec("standardize", bool, True, "z-score the features with training-split statistics"),
 )
 

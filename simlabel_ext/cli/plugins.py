@@ -30,9 +30,8 @@ def _section(title: str, entries: dict[str, Registration]) -> list[str]:
         lines.append(f"  {name}  [{distribution}]" + (f"  {spec.description}" if spec.description else ""))
         for option in spec.option_specs:
             default = "-" if option.default is None else repr(option.default)
-            lines.append(
-                f"      {option.name}: {option.type.__name__} = {default}" + (f"  {option.help}" if option.help else "")
-            )
+            kind = "path" if option.path else option.type.__name__
+            lines.append(f"      {option.name}: {kind} = {default}" + (f"  {option.help}" if option.help else ""))
     return lines
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from ..registry import get_registry
 from ..train import TrainConfig, fit_run, init_distributed, load_config, option_fields, shutdown_distributed
 from ..train.config import PRESETS
+from ..train.trainer import resolve_dataset_paths
 
 _OPTION_TABLES = ("dataset_options", "model_options")
 
@@ -90,7 +91,8 @@ def _dataset_flags(dataset: str, extra: list[str]) -> dict[str, str]:
 
 
 def resolve_config(args: argparse.Namespace, extra: list[str]) -> TrainConfig:
-    """The config file (or the defaults), then the preset, then the command-line flags."""
+    """The config file (or the defaults), then the preset, then the command-line flags; dataset options that
+    name files made absolute."""
     config = load_config(args.config) if args.config else TrainConfig()
     if args.simlabel_preset:
         config = config.replace(**PRESETS[args.simlabel_preset])
@@ -106,7 +108,8 @@ def resolve_config(args: argparse.Namespace, extra: list[str]) -> TrainConfig:
     model = changes.get("model", config.model)
     model_options = dict(config.model_options) if model == config.model else {}
     model_options.update(_key_values(args.model_option, "model"))
-    return config.replace(**changes, dataset_options=dataset_options, model_options=model_options)
+    config = config.replace(**changes, dataset_options=dataset_options, model_options=model_options)
+    return resolve_dataset_paths(config)
 
 
 def default_out(config: TrainConfig) -> Path:

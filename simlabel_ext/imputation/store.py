@@ -43,7 +43,8 @@ class ImputationStore:
     """Imputed labels beside read-only observed labels ``observed [N, A]`` (int64, -1 = missing).
 
     State, all ``[N, A]`` on the CPU: ``classes`` (int64, -1 = not imputed), ``confidence`` (float32),
-    ``epoch`` and ``step`` (int64, when the current class was set; -1 where nothing is imputed) and
+    ``epoch`` and ``step`` (int64, when the current class was set: the trainer's epoch numbered from 1 and its
+    global optimizer step; -1 where nothing is imputed) and
     ``revisions`` (int64, how often the entry changed class after its first imputation).
     """
 

@@ -8,11 +8,22 @@ point in the group ``simlabel`` of its distribution::
     my_models = "my_package.simlabel_plugin"
 
     # my_package/simlabel_plugin.py
+    from simlabel_ext.models import AnnotatorLinear, AnnotatorModel, ModelOutput, build_encoder
     from simlabel_ext.registry import ModelSpec, OptionSpec, hookimpl
+
+    class MyNet(AnnotatorModel):
+        def __init__(self, input_spec, num_annotators, num_classes, options):
+            super().__init__(input_spec, num_annotators, num_classes)
+            self.encoder, width = build_encoder(input_spec, options["hidden"], depth=1)
+            self.heads = AnnotatorLinear(num_annotators, width, num_classes)
+
+        def forward(self, inputs, labels=None):
+            logits = self.heads(self.encoder(inputs))  # [B, A, C]
+            return ModelOutput(logits, logits.new_zeros(()))
 
     @hookimpl
     def simlabel_models():
-        return [ModelSpec("my-net", build=build_my_net, options=(OptionSpec("hidden", int, 128, "width"),))]
+        return [ModelSpec("my-net", build=MyNet, option_specs=(OptionSpec("hidden", int, 128, "width"),))]
 
 After ``pip install`` the model is available by name everywhere (``simlabel plugins`` lists it). The built-in
 models and datasets of ``simlabel_plugins`` register through exactly these entry points.
@@ -37,16 +48,23 @@ _TYPES = (bool, int, float, str)
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One configuration option of a model or dataset: its name, type, default and a one-line help."""
+    """One configuration option of a model or dataset: its name, type, default and a one-line help.
+
+    ``path=True`` says the option names a file or folder: simlabel records it as an absolute path (in
+    ``config.toml``), so that a run directory reads the same data from any working directory.
+    """
 
     name: str
     type: type
     default: Any
     help: str = ""
+    path: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in _TYPES:
             raise TypeError(f"option {self.name!r}: type must be one of bool, int, float, str; got {self.type}")
+        if self.path and self.type is not str:
+            raise TypeError(f"option {self.name!r}: a path option must have type str")
 
     def parse(self, value: Any) -> Any:
         """Convert a value (e.g. a command-line string) to this option's type; a clear error otherwise."""

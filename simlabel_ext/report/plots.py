@@ -142,9 +142,9 @@ def plot_imputations(path: str | Path, histories: Mapping[str, Sequence[Mapping[
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     scored_any = False
     for label, history in histories.items():
-        epochs = [r["epoch"] + 1 for r in history]
+        epochs = [r["epoch"] for r in history]  # numbered from 1
         left.plot(epochs, [r["imputed"] for r in history], label=label)
-        acc = [(r["epoch"] + 1, 100 * r["imputation_accuracy"]) for r in history
+        acc = [(r["epoch"], 100 * r["imputation_accuracy"]) for r in history
                if r.get("imputations_scored") and r.get("imputation_accuracy") is not None]
         if acc:
             scored_any = True

@@ -103,7 +103,7 @@ def restore(trainer: Trainer, state: dict[str, Any], source: str) -> None:
 
 
 def best_state(epoch: int, model: dict[str, torch.Tensor], val_loss: float) -> dict[str, Any]:
-    """The content of ``best.pt``: the best epoch (0-based), its model weights and validation loss."""
+    """The content of ``best.pt``: the best epoch (numbered from 1), its model weights and validation loss."""
     return {"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model, "val_loss": val_loss}
 
 

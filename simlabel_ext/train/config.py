@@ -110,7 +110,8 @@ class TrainConfig:
     similarity_labels: str = _opt("observed+imputed", "labels the similarity is recomputed from during training: "
                                   "observed+imputed (Algorithm 1, line 10) or observed (imputations never change it)",
                                   SIMILARITY_LABELS)
-    impute_start_epoch: int = _opt(0, "first epoch (0-based) whose confident soft labels are imputed")
+    impute_start_epoch: int = _opt(0, "epochs to train before confident soft labels are imputed (0 = from the first "
+                                      "epoch)")
     imputed_as_targets: bool = _opt(False, "train imputed entries with CE as hard labels instead of the KL term")
     device: str = _opt("auto", "auto (cuda if available, else cpu), cpu, cuda or cuda:K")
     backend: str = _opt("auto", "simlabel_loss backend: auto (fused op) or reference", ("auto", "reference"))

@@ -25,7 +25,7 @@ from ..rundir import RunDirectory
 from ..storage import write_json
 from .config import LAM_AUTO, TrainConfig, write_config
 from .distributed import Distributed, pick_device
-from .trainer import TrainResult, Trainer, hold_run_directory, load_run_dataset, log_to_run
+from .trainer import TrainResult, Trainer, hold_run_directory, load_run_dataset, log_to_run, resolve_dataset_paths
 
 __all__ = ["LAM_CANDIDATES", "choose_lam", "fit_run"]
 
@@ -58,10 +58,13 @@ def fit_run(
 ) -> TrainResult:
     """Train one run (into the run directory ``out_dir``, or in memory) and return its :class:`TrainResult`.
 
-    A fixed ``lam`` (or Skip mode, where λ has no effect) is one :meth:`Trainer.fit`. ``lam = "auto"`` trains every
+    Dataset options that name files are made absolute first (:func:`resolve_dataset_paths`) unless ``dataset``
+    is given. A fixed ``lam`` (or Skip mode, where λ has no effect) is one :meth:`Trainer.fit`. ``lam = "auto"`` trains every
     candidate (in ``OUT/lam-<λ>/``; with ``resume``, a candidate that already finished is reused) and keeps the
     best on validation; its metrics gain ``lam_selected`` and ``lam_candidates``.
     """
+    if dataset is None:
+        config = resolve_dataset_paths(config)
     if config.lam != LAM_AUTO or config.simlabel.mode == "skip":
         return Trainer(config, out_dir, dist=dist, dataset=dataset, log=log, on_epoch_end=on_epoch_end).fit(
             resume=resume)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -54,7 +55,7 @@ from .exchange import exchange_imputations
 from .sampler import ShardedBatches
 from .schedule import build_optimizer, kl_weight
 
-__all__ = ["TrainResult", "Trainer", "hold_run_directory", "log_to_run", "load_run_dataset"]
+__all__ = ["TrainResult", "Trainer", "hold_run_directory", "log_to_run", "load_run_dataset", "resolve_dataset_paths"]
 
 
 def load_run_dataset(config: TrainConfig) -> CrowdDataset:
@@ -74,6 +75,15 @@ def load_run_dataset(config: TrainConfig) -> CrowdDataset:
         raise ValueError(f"dataset {config.dataset!r} has no option 'missing_rate', so it cannot remove labels "
                          f"(missing_rate={config.missing_rate:g})")
     return registry.load_dataset(config.dataset, **options)
+
+
+def resolve_dataset_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with every dataset option that names a file or folder (``OptionSpec(path=True)``) made absolute
+    (from the current directory), so that its run directory reads the same data from anywhere."""
+    specs = {option.name: option for option in get_registry().dataset(config.dataset).spec.option_specs}
+    options = {key: os.path.abspath(value) if key in specs and specs[key].path and isinstance(value, str) else value
+               for key, value in config.dataset_options.items()}
+    return config if options == config.dataset_options else config.replace(dataset_options=options)
 
 
 def log_to_run(run: RunDirectory | None, line: str) -> None:
@@ -174,7 +184,7 @@ class Trainer:
                                                          self.total_steps, config.warmup)
         self.epoch = 0  # epochs completed
         self.global_step = 0
-        self.best = {"loss": math.inf, "epoch": -1, "bad_epochs": 0}
+        self.best = {"loss": math.inf, "epoch": 0, "bad_epochs": 0}  # epoch: 1-based, 0 = none yet
         #: the weights of the best validation epoch so far (CPU copies), or None before the first epoch
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.history: list[dict[str, Any]] = []
@@ -218,7 +228,7 @@ class Trainer:
         state = ckpt.capture(self)  # a collective: every rank takes part
         if self.dist.is_main:
             if improved:
-                ckpt.save_atomic(ckpt.best_state(self.epoch - 1, state["model"], self.best["loss"]), self.best_path)
+                ckpt.save_atomic(ckpt.best_state(self.epoch, state["model"], self.best["loss"]), self.best_path)
             ckpt.save_epoch_checkpoint(state, self.checkpoint_dir, self.epoch)
         self.dist.barrier()
 
@@ -271,7 +281,8 @@ class Trainer:
         confidence = confidence.detach().float().cpu().numpy()[rows, annotators]
         items, annotators, classes, confidence = exchange_imputations(self.dist, items, annotators, classes,
                                                                       confidence, self.dataset.num_annotators)
-        change = self.store.update(items, annotators, classes, confidence, epoch=self.epoch, step=self.global_step)
+        change = self.store.update(items, annotators, classes, confidence, epoch=self.epoch + 1,
+                                   step=self.global_step)
         if len(change) and self.config.similarity_labels == "observed+imputed":
             self.engine.set_labels(change.items, change.annotators, change.classes)
             self.refresh_similarity()
@@ -313,7 +324,7 @@ class Trainer:
         s = self._similarity_cpu
         a = s.shape[0]
         record = {
-            "epoch": self.epoch,
+            "epoch": self.epoch + 1,  # numbered from 1, as in the log
             "step": self.global_step,
             "lr": float(self.scheduler.get_last_lr()[0]),
             "lam": lam,
@@ -374,7 +385,7 @@ class Trainer:
     def _early_stopping(self, val_loss: float) -> bool:
         """Update the early-stopping state with this epoch's validation loss; True if it is the best so far."""
         if math.isnan(val_loss) or val_loss < self.best["loss"]:  # no validation labels: the last epoch is best
-            self.best = {"loss": val_loss if not math.isnan(val_loss) else math.inf, "epoch": self.epoch - 1,
+            self.best = {"loss": val_loss if not math.isnan(val_loss) else math.inf, "epoch": self.epoch,
                          "bad_epochs": 0}
             return True
         self.best["bad_epochs"] += 1
@@ -405,7 +416,7 @@ class Trainer:
             where = f"; outputs in {self.run}" if self.run is not None else ""
             self.log(f"test: Avg {metrics['avg_accuracy']:.4f}  micro {metrics['micro_accuracy']:.4f}  "
                      f"({metrics['annotators_with_test_labels']} annotators, {test.labels} labels); "
-                     f"best epoch {metrics['best_epoch'] + 1}; {metrics['imputations']} imputed{where}")
+                     f"best epoch {metrics['best_epoch']}; {metrics['imputations']} imputed{where}")
         self.dist.barrier()
         return result
 
@@ -434,7 +445,7 @@ class Trainer:
 
 
 def _epoch_line(r: dict[str, Any], epochs: int, improved: bool) -> str:
-    return (f"epoch {r['epoch'] + 1}/{epochs}  ce {r['ce']:.4f} (n={r['ce_terms']})  kl {r['kl']:.4f} "
+    return (f"epoch {r['epoch']}/{epochs}  ce {r['ce']:.4f} (n={r['ce_terms']})  kl {r['kl']:.4f} "
             f"(n={r['kl_terms']}, lam={r['lam']:g})  imputed {r['imputed']}"
             + (f" (acc {r['imputation_accuracy']:.3f} on {r['imputations_scored']} removed)"
                if r["imputations_scored"] else "")
