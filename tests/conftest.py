@@ -18,3 +18,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``--benchmark-only`` the tests that are not benchmarks are deselected (one count in the summary)
+    instead of being skipped one by one (hundreds of SKIPPED lines around the benchmark table)."""
+    if not config.getoption("benchmark_only", default=False):
+        return
+    keep = [item for item in items if "benchmark" in getattr(item, "fixturenames", ())]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep

@@ -237,3 +237,28 @@ def test_load_latest_without_files(tmp_path):
     assert load_latest(tmp_path / "does-not-exist") is None
     (tmp_path / "best.pt").write_bytes(b"")  # not an epoch checkpoint
     assert load_latest(tmp_path) is None
+
+
+def test_a_checkpoint_holding_code_is_refused_as_such_and_its_code_never_runs(tmp_path):
+    """A real malicious pickle (os.system in __reduce__): refused with a message that says it holds code and must
+    not be loaded without weights_only (never torch's advice to load it with weights_only=False); the payload does
+    not run, neither when loading it directly nor when resuming falls back past it."""
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    folder = tmp_path / "checkpoints"
+    save_epoch_checkpoint(state(1), folder, 1)
+    torch.save({**state(2), "payload": Exploit()}, folder / "epoch-0002.pt")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(folder / "epoch-0002.pt")
+    message = str(info.value)
+    assert "epoch-0002.pt holds code (posix.system)" in message
+    assert "must not be loaded without weights_only" in message and "weights_only=False" not in message
+    assert "\n" not in message
+    with pytest.warns(UserWarning, match=r"epoch-0002\.pt holds code.*trying the previous checkpoint"):
+        loaded, path = load_latest(folder)
+    assert path.name == "epoch-0001.pt" and loaded["epoch"] == 1
+    assert not marker.exists()

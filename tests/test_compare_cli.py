@@ -480,7 +480,7 @@ def test_help_of_train_and_compare_states_every_default(capsys, command):
     "command, expected",
     [
         ("impute", {"--out": "-", "--with-observed": "False"}),
-        ("kappa", {"--out": "-", "--task-col": "task", "--worker-col": "worker", "--label-col": "label",
+        ("kappa", {"--out": "-", "--format": "None", "--task-col": "task", "--worker-col": "worker", "--label-col": "label",
                    "--classes": "None", "--overlap-out": "None", "--similarity-out": "None", "--n0": "10.0",
                    "--min-overlap": "0", "--plot": "None", "--backend": "auto"}),
     ],

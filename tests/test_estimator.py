@@ -106,8 +106,9 @@ def test_fit_on_a_plugins_split_is_simlabel_train(tmp_path, capsys):
     assert val_est["micro_accuracy"] == metrics["best_val_micro_accuracy"]
     # the paper's metric on the test items is the trainer's own
     test = est.score(features(split.test), rows(split.test))
-    for key in ("annotators", "avg_accuracy", "micro_accuracy", "annotators_with_test_labels", "test_labels"):
+    for key in ("avg_accuracy", "micro_accuracy", "annotators_with_test_labels", "test_labels"):
         assert test[key] == metrics[key], key
+    assert test["annotators"] == [{k: row[k] for k in ("id", "accuracy", "test_count")} for row in metrics["annotators"]]
 
 
 # ---------------------------------------------------------------------------------------------- formats

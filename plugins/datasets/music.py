@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from simlabel_ext.data import CrowdDataset, make_dataset, read_long
+from simlabel_ext.data import CrowdDataset, make_dataset, read_long, utf8_error
 from simlabel_ext.models import InputSpec
 from simlabel_ext.registry import DatasetSpec, OptionSpec, hookimpl
 
@@ -49,8 +49,11 @@ def read_song_features(path: Path, id_col: str = "id") -> tuple[list[str], dict[
     A song on several rows must have the same features on all of them (the error names both lines). The
     numbers are parsed by NumPy's C reader (these files hold no quoted fields).
     """
-    with open(path, newline="", encoding="utf-8") as fh:
-        header = next(csv.reader(fh), [])
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), [])
+    except UnicodeDecodeError:
+        raise utf8_error(path) from None
     if id_col not in header or "class" not in header:
         raise ValueError(f"{path}: expected a header with columns {id_col!r}, feature0.., 'class'")
     columns = [j for j, name in enumerate(header) if name.startswith("feature")]
@@ -58,13 +61,17 @@ def read_song_features(path: Path, id_col: str = "id") -> tuple[list[str], dict[
     try:
         values = np.loadtxt(path, usecols=columns, dtype=np.float64, **read)
         names = np.loadtxt(path, usecols=(header.index(id_col), header.index("class")), dtype=str, **read)
+    except UnicodeDecodeError:
+        raise utf8_error(path) from None
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     songs = names[:, 0].tolist()
-    bad = np.argwhere(~np.isfinite(values))
+    bad = np.argwhere(~np.isfinite(values) | (np.abs(values) > np.finfo(np.float32).max))
     if len(bad):
         k, j = bad[0]
-        raise ValueError(f"{path}, line {k + 2}: song {songs[k]!r}, {header[columns[j]]}: non-finite value")
+        why = "non-finite value" if not np.isfinite(values[k, j]) else \
+            f"value {float(values[k, j])!r} does not fit in float32 (|x| > 3.4e38)"
+        raise ValueError(f"{path}, line {k + 2}: song {songs[k]!r}, {header[columns[j]]}: {why}")
     first: dict[str, int] = {}
     for k, song in enumerate(songs):
         first.setdefault(song, k)

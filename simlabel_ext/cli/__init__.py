@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"simlabel {command}: {'stopped by SIGTERM' if terminated else 'interrupted'}{advice}",
               file=sys.stderr)
         return 143 if terminated else 130
-    except (OSError, ValueError, TypeError, UsageError, WorkerError) as exc:
+    except (OSError, ValueError, TypeError, MemoryError, UsageError, WorkerError) as exc:
         if os.environ.get("SIMLABEL_DEBUG"):
             raise
         if isinstance(exc, OSError) and exc.strerror and exc.filename:

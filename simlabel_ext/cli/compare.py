@@ -87,9 +87,10 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
     for seed in seeds:
         if seed < 0:
             raise ValueError(f"--seeds must be >= 0; got {seed}")
-    for rate in rates:
+    for rate in rates:  # the same rule as simlabel train's --missing-rate (TrainConfig)
         if not 0.0 <= rate < 1.0:
-            raise ValueError(f"--missing-rates must lie in [0, 1); got {rate:g}")
+            raise ValueError(f"--missing-rates must lie in [0, 1): removing every training label leaves nothing to "
+                             f"train on; got {rate:g}")
     registry = get_registry()
     for model in models:
         registry.model(model)

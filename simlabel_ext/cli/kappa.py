@@ -25,6 +25,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("answers", help="long-format CSV/TSV (or Parquet with pyarrow): one row per annotation")
+    p.add_argument("--format", choices=("csv", "parquet"), default=None,
+                   help="the file's format when its suffix does not tell (.csv, .tsv, .txt, .parquet, .pq)")
     p.add_argument("--out", default="-", help="where to write the kappa matrix CSV ('-' = stdout)")
     p.add_argument("--task-col", default="task", help="column holding the item id")
     p.add_argument("--worker-col", default="worker", help="column holding the annotator id")
@@ -79,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         worker_col=args.worker_col,
         label_col=args.label_col,
         classes=classes,
+        file_format=args.format,
     )
     engine = SimilarityEngine.from_matrix(matrix, n0=args.n0, min_overlap=args.min_overlap, backend=args.backend)
     kappa = engine.kappa()

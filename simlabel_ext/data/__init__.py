@@ -16,7 +16,8 @@ reading problem raises :class:`AnnotationFormatError` naming the file, the line 
 from __future__ import annotations
 
 from .annotations import AnnotationMatrix, AnnotationSummary, from_arrays
-from .formats import AnnotationFormatError, read_long, read_table, read_wide, write_long, write_table, write_wide
+from .formats import (AnnotationFormatError, read_long, read_table, read_wide, utf8_error, write_long, write_table,
+                      write_wide)
 from .features import FeatureTable, read_features
 from .frames import Annotations, annotations_from, plain
 from .inputs import INPUT_KINDS, InputSpec
@@ -36,6 +37,7 @@ __all__ = [
     "read_long",
     "read_table",
     "read_wide",
+    "utf8_error",
     "write_long",
     "write_table",
     "write_wide",

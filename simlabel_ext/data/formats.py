@@ -45,7 +45,8 @@ import torch
 
 from .annotations import AnnotationMatrix
 
-__all__ = ["AnnotationFormatError", "read_long", "read_table", "write_long", "read_wide", "write_table", "write_wide"]
+__all__ = ["AnnotationFormatError", "read_long", "read_table", "utf8_error", "write_long", "read_wide", "write_table",
+           "write_wide"]
 
 PathLike = str | os.PathLike
 
@@ -58,6 +59,20 @@ class AnnotationFormatError(ValueError):
     """An annotation file that cannot be read as asked; the message names the file, the place and the value."""
 
 
+def utf8_error(path: PathLike) -> AnnotationFormatError:
+    """The error for a text file that is not UTF-8: its line and column (1-based) and the first bad byte."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[:exc.start]
+        line = before.count(b"\n") + 1 if b"\n" in data else before.count(b"\r") + 1  # LF / CRLF, or CR only
+        column = exc.start - max(before.rfind(b"\n"), before.rfind(b"\r"))
+        return AnnotationFormatError(f"{path}, line {line}: byte 0x{data[exc.start]:02x} at column {column} is not "
+                                     "UTF-8 text; save the file as UTF-8")
+    return AnnotationFormatError(f"{path}: not UTF-8 text; save the file as UTF-8")
+
+
 # ---------------------------------------------------------------------------------------------------- tables
 
 
@@ -67,8 +82,8 @@ def _file_format(path: Path, file_format: str | None) -> str:
             return _SUFFIXES[path.suffix.lower()]
         except KeyError:
             raise ValueError(
-                f"cannot tell the format of {path} from its suffix (known: {', '.join(_SUFFIXES)}); "
-                "pass file_format='csv' or 'parquet'"
+                f"cannot tell the format of {path} from its suffix (known: {', '.join(_SUFFIXES)}); rename it, or "
+                "name the format: --format csv|parquet on the command line, file_format= in Python"
             ) from None
     if file_format not in ("csv", "parquet"):
         raise ValueError(f"file_format must be None, 'csv' or 'parquet', not {file_format!r}")
@@ -94,8 +109,11 @@ class _Table:
         if self.format == "parquet":
             self.header = [str(name).strip() for name in _pyarrow()[1].read_schema(self.path).names]
         else:
-            with open(self.path, newline="", encoding="utf-8-sig") as fh:
-                first = fh.readline()
+            try:
+                with open(self.path, newline="", encoding="utf-8-sig") as fh:
+                    first = fh.readline()
+            except UnicodeDecodeError:
+                raise utf8_error(self.path) from None
             if not first:
                 raise self.error("line 1", "the file is empty (no header line)")
             if not first.strip():
@@ -128,18 +146,21 @@ class _Table:
             return
         with open(self.path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh, delimiter=self.delimiter)
-            next(reader)
-            end = reader.line_num
-            for row in reader:
-                start, end = end + 1, reader.line_num
-                if not row:
-                    continue
-                if len(row) != len(self.header):
-                    raise self.error(
-                        f"line {start}",
-                        f"{len(row)} field(s) but the header has {len(self.header)}: {row!r}",
-                    )
-                yield f"line {start}", [row[i].strip() for i in used]
+            try:
+                next(reader)
+                end = reader.line_num
+                for row in reader:
+                    start, end = end + 1, reader.line_num
+                    if not row:
+                        continue
+                    if len(row) != len(self.header):
+                        raise self.error(
+                            f"line {start}",
+                            f"{len(row)} field(s) but the header has {len(self.header)}: {row!r}",
+                        )
+                    yield f"line {start}", [row[i].strip() for i in used]
+            except UnicodeDecodeError:
+                raise utf8_error(self.path) from None
 
 
 def read_table(path: PathLike, columns: Sequence[str], file_format: str | None = None

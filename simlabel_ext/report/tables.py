@@ -1,4 +1,6 @@
-"""The comparison table: one row per (missing rate, model, mode), mean ± std over seeds, gain over Skip.
+"""The comparison table: one row per (missing rate, model, mode), mean ± std over seeds, gain over Skip. Where the
+data set knows the true labels, each annotator's own agreement with them is in ``per_annotator`` (results.json) and
+in a last Markdown row ``(labels) vs truth``.
 
 Input: the ``metrics.json`` dicts of finished runs (:mod:`simlabel_ext.rundir`). Accuracies are fractions
 in [0, 1] in the data and percentages in the rendered tables. ``std`` is the sample standard deviation over
@@ -54,8 +56,10 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         per_annotator = {}
         for k, ann in enumerate(annotators):
             mean, std = mean_std([m["annotators"][k]["accuracy"] for m in members])
+            truth, _ = mean_std([m["annotators"][k].get("truth_accuracy") for m in members])
             per_annotator[ann] = {"mean": mean, "std": std,
-                                  "test_count": sum(m["annotators"][k]["test_count"] for m in members)}
+                                  "test_count": sum(m["annotators"][k]["test_count"] for m in members),
+                                  "truth_accuracy": truth}
         gains = [m["avg_accuracy"] - skip_avg[(rate, model, m["seed"])] for m in members
                  if defined(m["avg_accuracy"]) and defined(skip_avg.get((rate, model, m["seed"])))]
         avg, micro, gain = mean_std([m["avg_accuracy"] for m in members]), \
@@ -114,8 +118,28 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
                 percent(r["imputation_accuracy_mean"]),
             ] + ([_lams(r)] if chose else [])
             out.append("| " + " | ".join(cells) + " |")
+        truth = _truth_row(part[0])
+        if truth is not None:
+            cells = [TRUTH_ROW[0], TRUTH_ROW[1]] + ([percent(truth[a]) for a in annotators] if wide else [])
+            out.append("| " + " | ".join(cells + [f"**{percent(truth['Avg'])}**"] + ["–"] * (len(header) - len(cells)
+                                                                                          - 1)) + " |")
+            out.append("")
+            out.append(f"{TRUTH_ROW[0]} {TRUTH_ROW[1]}: how often each annotator's own labels equal the true labels "
+                       "(all its labels, of items whose truth is known), beside what its model learned.")
         out.append("")
     return "\n".join(out)
+
+
+#: The (Model, Mode) cells of the row that compares each annotator's own labels with the true labels.
+TRUTH_ROW = ("(labels)", "vs truth")
+
+
+def _truth_row(row: dict[str, Any]) -> dict[str, float] | None:
+    """Each annotator's agreement with the truth and their mean (``Avg``), or None when no run knows the truth."""
+    values = {a: v.get("truth_accuracy") for a, v in row["per_annotator"].items()}
+    if not any(defined(v) for v in values.values()):
+        return None
+    return {**values, "Avg": mean_std(list(values.values()))[0]}
 
 
 def _lams(row: dict[str, Any]) -> str:

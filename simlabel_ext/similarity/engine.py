@@ -4,13 +4,16 @@
 (observed plus imputed labels) and, for every annotator pair, the counts that Cohen's kappa needs. Changing one
 label costs O(A) count updates; the next :meth:`~SimilarityEngine.kappa` / :meth:`~SimilarityEngine.similarity`
 call recomputes only the rows and columns of the annotators changed since the previous call (O(A * C) each), so
-"impute one label, refresh the matrix" never recounts the data. Memory is ``O(N * A + A^2 * C)``.
+"impute one label, refresh the matrix" never recounts the data. Memory is ``O(N * A + A^2 * C)``
+(:func:`required_bytes`); an engine that would not fit in the available memory is refused with a
+``MemoryError`` that says how much it needs, before anything is allocated.
 
 Two backends give identical results: the C++ ``simlabel_ext._C.PairCounts`` (thread-parallel build) and the
 pure-PyTorch :class:`~simlabel_ext.similarity.reference.TorchPairCounts`.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -18,7 +21,7 @@ import torch
 from .. import _extension
 from .reference import TorchPairCounts
 
-__all__ = ["DEFAULT_MIN_OVERLAP", "DEFAULT_N0", "SimilarityEngine"]
+__all__ = ["DEFAULT_MIN_OVERLAP", "DEFAULT_N0", "SimilarityEngine", "available_memory", "required_bytes"]
 
 DEFAULT_N0: float = 10.0
 """Default shrinkage strength ``n0`` (in shared items) of ``S = n / (n + n0) * max(kappa, 0)``.
@@ -31,6 +34,52 @@ DEFAULT_MIN_OVERLAP: int = 0
 """Default minimum number of shared items below which a pair's similarity is 0 (0 = no minimum)."""
 
 _BACKENDS = ("auto", "cpp", "torch")
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def required_bytes(num_items: int, num_annotators: int, num_classes: int, backend: str = "cpp") -> int:
+    """Peak bytes an engine over ``[N, A]`` labels with ``C`` classes holds once its similarity was asked for
+    (:meth:`SimilarityEngine.memory_bytes` then, plus what the build needs on top: the float64 counts of the
+    PyTorch backend). The pair statistics are dense: ``A^2 * (24 + 4 C)`` bytes besides the label copy."""
+    n, a, c = int(num_items), int(num_annotators), int(num_classes)
+    if backend == "cpp":  # int32 labels, n, agree, r[A, A, C]; float64 kappa and S caches; dirty flags and list
+        return 4 * n * a + a * a * (24 + 4 * c) + 9 * a
+    # int64 labels; float64 n, agree, kappa; int32 r, built in float64 first
+    return 8 * n * a + a * a * (24 + 4 * c) + 8 * a * a * c + a
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: ``SIMLABEL_MEMORY_LIMIT`` (e.g. ``2G``, ``512M``) if set, else the
+    kernel's MemAvailable (Linux), else None (unknown: no check)."""
+    limit = os.environ.get("SIMLABEL_MEMORY_LIMIT", "").strip().upper().removesuffix("B").removesuffix("I")
+    if limit:
+        unit = limit[-1] if limit[-1] in _UNITS else ""
+        try:
+            return int(float(limit[: len(limit) - len(unit)]) * _UNITS[unit])
+        except ValueError:
+            raise ValueError(f"SIMLABEL_MEMORY_LIMIT={os.environ['SIMLABEL_MEMORY_LIMIT']!r} is not a size such as "
+                             "2G or 512M") from None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
+
+
+def _check_memory(num_items: int, num_annotators: int, num_classes: int, backend: str) -> None:
+    """``MemoryError`` naming the sizes when the engine would not fit in the memory that is available."""
+    needed, free = required_bytes(num_items, num_annotators, num_classes, backend), available_memory()
+    if free is not None and needed > free:
+        raise MemoryError(f"the similarity statistics of {num_annotators} annotators x {num_classes} classes need "
+                          f"{_gib(needed)} (dense pair counts: A^2 x (24 + 4C) bytes), but only {_gib(free)} is "
+                          "available; use fewer annotators or classes, or a machine with more memory")
 
 
 def _as_label_tensor(labels: Any) -> torch.Tensor:
@@ -96,6 +145,8 @@ class SimilarityEngine:
             module = _extension.compiled()
         else:
             module = None
+        if labels.dim() == 2:  # (a bad shape gets its own message from the backend)
+            _check_memory(labels.shape[0], labels.shape[1], int(num_classes), "cpp" if module is not None else "torch")
         if module is not None:
             self._impl = module.PairCounts(labels, int(num_classes))
             self._backend = "cpp"

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..data import utf8_error
 from ..ops.options import SimLabelOptions
 from ..similarity import DEFAULT_N0
 
@@ -92,7 +93,8 @@ class TrainConfig:
     #: the options of the SimLabel step (flat names: every field of SimLabelOptions but lam, which is below)
     simlabel: SimLabelOptions = field(default_factory=SimLabelOptions)
     seed: int = _opt(0, "seed of the split, the label removal, the model initialisation and the batch order")
-    missing_rate: float = _opt(0.0, "remove each training label with this probability before training (Table 4)")
+    missing_rate: float = _opt(0.0, "remove each training label with this probability before training, in [0, 1) "
+                                    "(Table 4)")
     epochs: int = _opt(200, "maximum number of epochs")
     batch_size: int = _opt(64, "global batch size (items per optimizer step, summed over all processes)")
     eval_batch_size: int = _opt(1024, "items per evaluation batch")
@@ -151,8 +153,11 @@ class TrainConfig:
         for name in non_negative:
             if getattr(self, name) != LAM_AUTO and getattr(self, name) < 0:
                 raise ValueError(f"config option {name!r} must be >= 0; got {getattr(self, name)}")
-        if not 0.0 <= self.warmup <= 1.0 or not 0.0 <= self.missing_rate <= 1.0:
-            raise ValueError("config options 'warmup' and 'missing_rate' must lie in [0, 1]")
+        if not 0.0 <= self.warmup <= 1.0:
+            raise ValueError(f"config option 'warmup' must lie in [0, 1]; got {self.warmup}")
+        if not 0.0 <= self.missing_rate < 1.0:
+            raise ValueError(f"config option 'missing_rate' must lie in [0, 1): removing every training label leaves "
+                             f"nothing to train on; got {self.missing_rate:g}")
         for name in ("seed", "missing_rate"):
             if name in self.dataset_options:
                 raise ValueError(f"set {name!r} at the top level of the config, not in dataset_options")
@@ -240,13 +245,17 @@ def load_config(path: str | Path) -> TrainConfig:
     if not path.is_file():
         raise FileNotFoundError(2, "No such file or directory", str(path))
     suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise utf8_error(path) from None
     if suffix == ".toml":
         try:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: {exc}") from None
     elif suffix in (".yaml", ".yml"):
@@ -255,7 +264,7 @@ def load_config(path: str | Path) -> TrainConfig:
         except ModuleNotFoundError:
             raise ValueError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or use a .toml file") from None
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             raise ValueError(f"{path}: {exc}") from None
     else:

@@ -453,9 +453,23 @@ def _epoch_line(r: dict[str, Any], epochs: int, improved: bool) -> str:
             f"micro {r['val_micro']:.4f}  lr {r['lr']:.2e}  {r['seconds']:.1f}s" + ("  *" if improved else ""))
 
 
+def _truth_agreement(data: CrowdDataset) -> list[dict[str, Any]]:
+    """Per annotator, how often its own labels (all of them, before any removal) equal the true labels:
+    ``truth_accuracy`` (None without truth) over ``truth_count`` labels of items whose truth is known."""
+    real = (data.original if data.original is not None else data.annotations).labels
+    if data.truth is None:
+        return [{"truth_accuracy": None, "truth_count": 0} for _ in range(data.num_annotators)]
+    known = (real >= 0) & (data.truth >= 0).unsqueeze(1)
+    count = known.sum(0)
+    hits = (known & (real == data.truth.unsqueeze(1))).sum(0)
+    return [{"truth_accuracy": float(hits[k]) / int(count[k]) if count[k] else None, "truth_count": int(count[k])}
+            for k in range(data.num_annotators)]
+
+
 def _metrics(trainer: Trainer, test: SplitMetrics, scored: int, imp_acc: float, seconds: float) -> dict[str, Any]:
     data, config = trainer.dataset, trainer.config
     accuracy = test.accuracy
+    truth = _truth_agreement(data)
     best = next((r for r in trainer.history if r["epoch"] == trainer.best["epoch"]), None)
     return {
         "dataset": config.dataset,
@@ -465,7 +479,7 @@ def _metrics(trainer: Trainer, test: SplitMetrics, scored: int, imp_acc: float, 
         "missing_rate": config.missing_rate,
         "annotators": [
             {"id": ann, "accuracy": None if math.isnan(float(accuracy[k])) else float(accuracy[k]),
-             "test_count": int(test.count[k])}
+             "test_count": int(test.count[k]), **truth[k]}
             for k, ann in enumerate(data.annotations.annotator_ids)
         ],
         "avg_accuracy": test.avg,
