@@ -134,6 +134,7 @@ def test_resume_after_sigkill_mid_epoch_ends_identical(killed, uninterrupted, tm
         out / "train.log").read_text()
 
 
+@pytest.mark.filterwarnings("ignore:.*took over the lock")
 def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(killed, uninterrupted, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(killed, out)
