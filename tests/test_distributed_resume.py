@@ -9,7 +9,6 @@ SLOWER THAN MOST TEST FILES: three torchrun launches (the uninterrupted one runs
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -21,6 +20,7 @@ import torch
 import torch.distributed
 
 from test_distributed import Job
+from test_resume import outputs as run_outputs
 
 pytestmark = [
     pytest.mark.distributed,
@@ -47,14 +47,8 @@ def torchrun(out: Path, marker: Path, stop_at: int, *extra: str) -> Job:
 
 
 def outputs(out: Path) -> dict:
-    metrics = json.loads((out / "metrics.json").read_text())
-    metrics.pop("train_seconds")
-    history = json.loads((out / "history.json").read_text())
-    for record in history:
-        record.pop("seconds")
-    weights = torch.load(out / "model.pt", weights_only=True)["state_dict"]
-    return {"metrics": metrics, "history": history, "imputed": (out / "imputed_labels.csv").read_text(),
-            "weights": weights}
+    """What must be identical: the one-process resume test's outputs, and the weights of model.pt."""
+    return {**run_outputs(out), "weights": torch.load(out / "model.pt", weights_only=True)["state_dict"]}
 
 
 def test_resume_of_a_killed_two_process_run_ends_as_the_uninterrupted_run(tmp_path):
