@@ -11,7 +11,7 @@ Public API (one road for the data, ARCHITECTURE in README):
 """
 import torch  # noqa: F401  (must be imported before the compiled extension)
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .data import AnnotationMatrix, read_long, read_wide, write_long, write_wide
 from .ops import SimLabelOptions, SimLabelOutput, simlabel_loss, simlabel_loss_reference

@@ -5,13 +5,14 @@ when it gets ``None``. The first such fallback warns once, with the command that
 """
 from __future__ import annotations
 
+import importlib
 import warnings
 from types import ModuleType
 
 import torch  # noqa: F401  (libc10/libtorch must be loaded before the extension)
 
 try:
-    from simlabel_ext import _C as _compiled
+    _compiled = importlib.import_module(f"{__package__}._C")  # the binary beside this file, not the package face
     _IMPORT_ERROR: ImportError | None = None
 except ImportError as exc:  # a source checkout that was never built
     _compiled = None

@@ -19,18 +19,18 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
+from ..data import CrowdDataset
+from ..imputation import ImputationStore
 from ..similarity import SimilarityEngine
 from ..storage import TorchFileError, load_torch, save_torch
 from .config import TrainConfig
+from .distributed import Distributed
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
-
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "KEEP", "REQUIRED", "capture", "epoch_checkpoints",
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "KEEP", "REQUIRED", "Resumable", "capture", "epoch_checkpoints",
            "load_checkpoint", "load_latest", "restore", "save_atomic", "save_epoch_checkpoint"]
 
 CHECKPOINT_FORMAT = "simlabel-checkpoint-1"
@@ -49,7 +49,28 @@ save_atomic = save_torch
 
 
 # ---------------------------------------------------------------------------------------------------- schema
-def capture(trainer: Trainer) -> dict[str, Any]:
+class Resumable(Protocol):
+    """What a checkpoint captures and restores: the state of a :class:`~simlabel_ext.train.Trainer`."""
+
+    config: TrainConfig
+    dist: Distributed
+    dataset: CrowdDataset
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    store: ImputationStore
+    engine: SimilarityEngine
+    epoch: int
+    global_step: int
+    best: dict[str, Any]
+    history: list[dict[str, Any]]
+
+    def similarity_source(self) -> torch.Tensor: ...
+
+    def refresh_similarity(self) -> None: ...
+
+
+def capture(trainer: Resumable) -> dict[str, Any]:
     """Everything a resumed run of ``trainer`` needs (every rank must call it: the RNG states are gathered)."""
     dist = trainer.dist
     return {
@@ -69,7 +90,7 @@ def capture(trainer: Trainer) -> dict[str, Any]:
     }
 
 
-def restore(trainer: Trainer, state: dict[str, Any], source: str) -> None:
+def restore(trainer: Resumable, state: dict[str, Any], source: str) -> None:
     """Put ``state`` (from :func:`capture`) back into ``trainer``; ``source`` names it in errors."""
     if state["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{source}: unknown checkpoint format {state['format']!r}")

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .. import __version__
+from .._version import __version__
 from ..data import CrowdDataset
 from ..fitted import FittedModel
 from ..imputation import ImputationStore
