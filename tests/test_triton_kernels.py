@@ -18,7 +18,7 @@ import os
 import pytest
 import torch
 
-from simlabel_ext.kernels import KernelFlag, triton_available
+from simlabel_ext.kernels import NO_ERROR, KernelFlag, triton_available
 from simlabel_ext.ops import SimLabelOptions, simlabel_loss_reference, soft_labels
 
 pytestmark = pytest.mark.skipif(not triton_available(), reason="triton is not installed (pip install 'simlabel[triton]')")
@@ -107,7 +107,8 @@ def check(logits, labels, similarity, o: SimLabelOptions, rtol=RTOL, atol=ATOL, 
         ref, ref_grad = reference(logits, labels, similarity, o)
     kernel_logits = logits if kernel_logits is None else kernel_logits
     out = [t.cpu() for t in run_kernel(kernel_logits, labels, similarity, o, **kw)]
-    ce_sum, kl_sum, n_ce, n_kl, conf, argmax, impute, grad = out
+    ce_sum, kl_sum, n_ce, n_kl, conf, argmax, impute, grad, errors = out
+    assert errors.tolist() == [NO_ERROR, NO_ERROR]
     B, A, C = logits.shape
     assert ce_sum.shape == () and ce_sum.dtype == torch.float32
     assert kl_sum.shape == () and kl_sum.dtype == torch.float32
@@ -136,10 +137,11 @@ def check(logits, labels, similarity, o: SimLabelOptions, rtol=RTOL, atol=ATOL, 
 # Every option on both paths
 # --------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("o", OPTIONS, ids=oid)
-def test_small_path_all_options(o):
-    # C = 5 (not a power of two); 7 items in one program of 8 (the last one padding)
+def test_grouped_path_all_options(o):
+    # C = 5 (not a power of two), A = 5 (both padded to 16 for tl.dot); 7 items on 3 persistent programs: items
+    # 0, 3, 6 / 1, 4 / 2, 5 (the strided loop)
     logits, labels, similarity = make_case(len(oid(o)), B=7, A=5, C=5)
-    ref = check(logits, labels, similarity, o, path="small", items_per_program=8)
+    ref = check(logits, labels, similarity, o, path="grouped", programs=3)
     if o.uses_soft_labels:
         assert ref.n_kl > 0, "the case must exercise the KL term"
         if o.imputes:
@@ -147,12 +149,36 @@ def test_small_path_all_options(o):
 
 
 @pytest.mark.parametrize("o", [OPTIONS[i] for i in (0, 15, 22, 27, 30)], ids=oid)
-def test_small_path_several_programs(o):
-    # 2 items per program: 4 programs, the last one half padding; A = 3, C = 2 (the smallest tiles)
-    logits, labels, similarity = make_case(len(oid(o)) + 400, B=7, A=3, C=2, missing=0.4)
-    ref = check(logits, labels, similarity, o, path="small", items_per_program=2)
+def test_grouped_path_wide_tiles_and_one_program(o):
+    # A = 40 (padded to 64), C = 10 (16): 5 items on one program; and A = 3, C = 2, the smallest tiles
+    logits, labels, similarity = make_case(len(oid(o)) + 400, B=5, A=40, C=10, missing=0.6, sim_scale=0.05)
+    ref = check(logits, labels, similarity, o, path="grouped", programs=1)
+    logits, labels, similarity = make_case(len(oid(o)) + 401, B=7, A=3, C=2, missing=0.4)
+    check(logits, labels, similarity, o, path="grouped", programs=2)
     if o.uses_soft_labels:
         assert ref.n_kl > 0
+
+
+@pytest.mark.parametrize("o", [o for o in OPTIONS if o.contributors == "labelled"], ids=oid)
+def test_sparse_path_mixes_the_labelled_contributors_only(o):
+    # A = 70 (3 n-tiles of 32): item 0 has no label, item 1 all, item 2 a few (the compact list shorter than one
+    # k-tile of 16), item 3 about half (several k-tiles, the last partial)
+    logits, labels, similarity = make_case(len(oid(o)) + 500, B=4, A=70, C=5, missing=0.5, sim_scale=0.05)
+    g = torch.Generator().manual_seed(len(oid(o)))
+    labels[2] = -1
+    labels[2, torch.randperm(70, generator=g)[:5]] = torch.randint(0, 5, (5,), generator=g)
+    ref = check(logits, labels, similarity, o, path="sparse", block_n=32, block_k=16, block_c=16)
+    if o.uses_soft_labels:
+        assert ref.n_kl > 0
+
+
+@pytest.mark.parametrize("o", [o for o in OPTIONS if o.contributors == "labelled" and o.uses_soft_labels][1::3],
+                         ids=oid)
+def test_sparse_path_class_chunks_and_wide_k_tiles(o):
+    # C = 37 in chunks of 16 (row statistics kernel, two-sweep gradient); k-tiles of 32
+    logits, labels, similarity = make_case(len(oid(o)) + 600, B=3, A=40, C=37, missing=0.6, sim_scale=0.05)
+    ref = check(logits, labels, similarity, o, path="sparse", block_n=16, block_k=32, block_c=16)
+    assert ref.n_kl > 0
 
 
 @pytest.mark.parametrize("o", OPTIONS, ids=oid)
@@ -197,16 +223,19 @@ def test_auto_path_default_blocks(o):
 # --------------------------------------------------------------------------------------------------------------
 # Edge cases
 # --------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", ["small", "tiled"])
+@pytest.mark.parametrize("path", ["grouped", "sparse", "tiled"])
 def test_single_annotator_has_no_soft_labels(path):
     logits, labels, similarity = make_case(3, B=4, A=1, C=3)
     labels[2, 0] = 2
     for o in (OPTIONS[12], OPTIONS[26]):
+        if path == "sparse" and o.contributors == "all":
+            continue
         ref = check(logits, labels, similarity, o, path=path)
         assert ref.n_kl == 0
 
 
-@pytest.mark.parametrize("path, C, classes", [("small", 5, (3, 1)), ("tiled", 37, (20, 3))])
+@pytest.mark.parametrize("path, C, classes", [("grouped", 5, (3, 1)), ("sparse", 37, (20, 3)),
+                                              ("tiled", 37, (20, 3))])
 def test_argmax_ties_pick_the_first_class(path, C, classes):
     # two equally similar contributors with different labels: q = 0.5 / 0.5, argmax must be the smaller class
     # (on the tiled path with 16-class chunks the two classes lie in different chunks)
@@ -214,11 +243,11 @@ def test_argmax_ties_pick_the_first_class(path, C, classes):
     labels = torch.tensor([[classes[0], classes[1], -1]])
     similarity = torch.tensor([[0.0, 0.3, 0.5], [0.3, 0.0, 0.5], [0.5, 0.5, 0.0]])
     o = SimLabelOptions(mode="simlabel", soft_source="labels")
-    ref = check(logits, labels, similarity, o, path=path, **({"block_c": 16} if path == "tiled" else {}))
+    ref = check(logits, labels, similarity, o, path=path, **({} if path == "grouped" else {"block_c": 16}))
     assert ref.soft_argmax[0, 2] == min(classes)
 
 
-@pytest.mark.parametrize("path", ["small", "tiled"])
+@pytest.mark.parametrize("path", ["grouped", "sparse", "tiled"])
 @pytest.mark.parametrize("direction", ["reverse", "forward"])
 def test_extreme_logits_stay_finite(path, direction):
     logits, labels, similarity = make_case(1, B=5, A=6, C=5, scale=1.0)
@@ -226,16 +255,19 @@ def test_extreme_logits_stay_finite(path, direction):
     logits[2, 1, 3] = -1e4 + 0.5  # not every value saturated
     for source in ("predictions", "labels"):
         o = SimLabelOptions(mode="simlabel+confidence", kl_direction=direction, soft_source=source)
-        ref = check(logits, labels, similarity, o, path=path, **({"block_c": 16} if path == "tiled" else {}))
+        ref = check(logits, labels, similarity, o, path=path, **({} if path == "grouped" else {"block_c": 16}))
         assert torch.isfinite(ref.kl_sum) and ref.n_kl > 0
 
 
-@pytest.mark.parametrize("path", ["small", "tiled"])
+@pytest.mark.parametrize("path", ["grouped", "sparse", "tiled"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_other_logit_dtypes_compute_in_float32(path, dtype):
     logits, labels, similarity = make_case(2, B=5, A=5, C=5)
     low = logits.to(dtype)
-    o = OPTIONS[14] if dtype == torch.float16 else OPTIONS[33]
+    if path == "sparse":  # labelled contributors
+        o = OPTIONS[25] if dtype == torch.float16 else OPTIONS[30]
+    else:
+        o = OPTIONS[14] if dtype == torch.float16 else OPTIONS[33]
     # expected: the reference on the same values in float32 (the kernel's arithmetic after the load)
     check(low.float(), labels, similarity, o, kernel_logits=low, path=path)
 
@@ -273,15 +305,67 @@ def test_bad_arguments_are_refused():
 
 
 def test_path_heuristics():
-    from simlabel_ext.kernels.simlabel_triton import choose_path, small_config, tiled_config
+    from simlabel_ext.kernels.simlabel_triton import choose_path, grouped_config, tiled_config
 
-    assert choose_path(5, 10) == "small" and choose_path(16, 16) == "small"
-    assert choose_path(44, 10) == "tiled" and choose_path(3, 5000) == "tiled"
-    cfg = small_config(5, 10, True)
-    assert cfg["ITEMS"] * cfg["A_PAD"] ** 2 * cfg["C_PAD"] <= 8192
+    assert choose_path(5, 10) == "grouped" and choose_path(44, 10) == "grouped" and choose_path(64, 16) == "grouped"
+    assert choose_path(128, 16) == "grouped" and choose_path(32, 32) == "grouped" and choose_path(64, 32) == "sparse"
+    assert choose_path(1000, 10) == "sparse" and choose_path(1000, 10, all_contributors=True) == "tiled"
+    assert choose_path(3, 5000) == "sparse"
+    cfg = grouped_config(5, 10)
+    assert (cfg["A_PAD"], cfg["C_PAD"], cfg["BLOCK_K"]) == (16, 16, 16)
     for A, C in ((1, 2), (40, 5), (2571, 10), (8, 1000)):
         cfg = tiled_config(A, C)
         assert min(cfg["BLOCK_N"], cfg["BLOCK_K"], cfg["BLOCK_C"]) >= 16
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Errors are recorded, not raised (no host synchronisation), and the op turns them into the named ValueError
+# --------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["grouped", "sparse", "tiled"])
+def test_bad_input_is_recorded_in_the_errors_word(path):
+    logits, labels, similarity = make_case(9, B=4, A=40, C=5)
+    labels[3, 1] = -4
+    labels[2, 7] = 9       # the first bad label in row-major order is [2, 7]
+    similarity[9, 30] = -2.0
+    similarity[7, 2] = -1.0  # the first bad similarity entry is [7, 2]
+    o = OPTIONS[27] if path == "tiled" else OPTIONS[24]  # all / labelled contributors
+    for options in (o, OPTIONS[0]):  # and in Skip mode, where S is not used but still checked
+        out = run_kernel(logits, labels, similarity, options, path=path)
+        assert out[8].cpu().tolist() == [2 * 40 + 7, 7 * 40 + 2]
+    good = make_case(9, B=4, A=40, C=5)
+    assert run_kernel(*good, o, path=path)[8].cpu().tolist() == [NO_ERROR, NO_ERROR]
+
+
+def test_check_errors_raises_what_the_host_check_raises():
+    from simlabel_ext.ops import check_errors
+    from simlabel_ext.ops.validation import check_values
+
+    logits, labels, similarity = make_case(3, B=3, A=6, C=4)
+    labels[1, 4] = 7
+    similarity[2, 5] = float("inf")
+    with pytest.raises(ValueError) as host:
+        check_values(labels, similarity, 4)
+    with pytest.raises(ValueError) as recorded:
+        check_errors(torch.tensor([1 * 6 + 4, 2 * 6 + 5]), labels, similarity, 4)
+    assert str(recorded.value) == str(host.value) == "labels[1, 4] = 7 is outside 0..3 (or -1 for missing)"
+    with pytest.raises(ValueError, match=r"^similarity\[2, 5\] = inf must be finite and >= 0$"):
+        check_errors([NO_ERROR, 2 * 6 + 5], labels, similarity, 4)
+    check_errors([NO_ERROR, NO_ERROR], labels, similarity, 4)
+
+
+def test_backward_kernel_scales_the_stored_gradient():
+    from simlabel_ext.kernels.simlabel_triton import scale_grad
+
+    g = torch.Generator().manual_seed(5)
+    grad = torch.randn(4, 7, 37, generator=g)
+    labels = torch.randint(-1, 3, (4, 7), generator=g)
+    g_ce, g_kl = torch.tensor(0.7), torch.tensor(-1.3)
+    expected = grad * torch.where(labels >= 0, g_ce, g_kl)[..., None]
+    out = scale_grad(grad.to(DEVICE), labels.to(DEVICE), g_ce.to(DEVICE), g_kl.to(DEVICE), torch.float32).cpu()
+    assert out.dtype == torch.float32 and torch.equal(out, expected)
+    out = scale_grad(grad.to(DEVICE), labels.to(DEVICE), g_ce.to(DEVICE), g_kl.to(DEVICE), torch.bfloat16).cpu()
+    assert out.dtype == torch.bfloat16  # rounded once, from the float32 product (within one bf16 step)
+    torch.testing.assert_close(out.float(), expected, rtol=2**-7, atol=0)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -296,32 +380,40 @@ from triton.compiler import ASTSource
 import simlabel_ext.kernels.simlabel_triton as K
 
 ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
-types = dict(logits_ptr="*bf16", labels_ptr="*i64", sim_ptr="*fp32", grad_ptr="*fp32", conf_ptr="*fp32",
-             arg_ptr="*i64", imp_ptr="*u8", ce_part_ptr="*fp32", kl_part_ptr="*fp32", m_ptr="*fp32",
-             logs_ptr="*fp32", B="i32", A="i32", C="i32", threshold="fp32", log_c="fp32", n_rows="i32")
+types = dict(logits_ptr="*bf16", labels_ptr="*i64", sim_ptr="*fp32", simt_ptr="*fp32", list_ptr="*i32",
+             count_ptr="*i32", grad_ptr="*fp32", conf_ptr="*fp32", arg_ptr="*i64", imp_ptr="*u8",
+             part_f_ptr="*fp32", part_i_ptr="*i64", err_ptr="*i64", m_ptr="*fp32", logs_ptr="*fp32", B="i32",
+             A="i32", C="i32", threshold="fp32", log_c="fp32", n_rows="i32", n_parts="i32", ce_ptr="*fp32",
+             kl_ptr="*fp32", nce_ptr="*i64", nkl_ptr="*i64", g_ptr="*fp32", out_ptr="*bf16")
 flags = dict(SOFT=True, IMPUTE=True, REVERSE=False, ALL_CONTRIB=False, LABEL_SOURCE=False, EVIDENCE=True)
 
 def build(fn, constexprs, num_warps):
     sig = {n: ("constexpr" if n in constexprs else types[n]) for n in fn.arg_names}
+    # PTX 8.8: what the ptxas bundled with triton reads (triton's own default may be newer)
     k = triton.compile(ASTSource(fn, sig, constexprs=constexprs), target=GPUTarget("cuda", 90, 32),
-                       options={"num_warps": num_warps})
+                       options={"num_warps": num_warps, "ptx_version": 88})
     with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
         f.write(k.asm["ptx"])
     log = subprocess.run([ptxas, "-v", "--gpu-name=sm_90a", f.name, "-o", os.devnull],
                          capture_output=True, text=True, check=True).stderr
     spills = [int(v) for v in re.findall(r"(\d+) bytes spill stores", log)]
-    print(fn.__name__, constexprs, "spill stores", spills)
+    registers = [int(v) for v in re.findall(r"Used (\d+) registers", log)]
+    print(fn.__name__, constexprs, "registers", registers, "spill stores", spills)
     assert not any(spills), (fn.__name__, constexprs, log)
 
-for A, C in ((5, 10), (16, 16)):
-    cfg = K.small_config(A, C, True)
+for A, C in ((10, 8), (44, 10), (64, 16), (128, 16), (32, 32), (16, 64)):
+    cfg = K.grouped_config(A, C)
     nw = cfg.pop("num_warps")
-    build(K._small_kernel, {**cfg, **flags}, nw)
+    build(K._grouped_kernel, {**cfg, **flags}, nw)
 build(K._row_stats_kernel, dict(BLOCK_R=16, BLOCK_C=256), 4)
-for A, C in ((44, 10), (2571, 1000)):
+build(K._prepare_kernel, dict(BLOCK_A=1024, COMPACT=True), 4)
+build(K._sum_parts_kernel, dict(BLOCK=1024), 4)
+build(K._scale_grad_kernel, dict(BLOCK_R=256, BLOCK_C=16), 4)
+for A, C, sparse in ((1000, 10, True), (2571, 10, True), (2571, 1000, True), (1000, 10, False)):
     cfg = K.tiled_config(A, C)
     nw = cfg.pop("num_warps")
-    build(K._tiled_kernel, {**cfg, "SINGLE_CHUNK": C <= cfg["BLOCK_C"], **flags}, nw)
+    build(K._tiled_kernel, {**cfg, "SINGLE_CHUNK": C <= cfg["BLOCK_C"], "SPARSE": sparse,
+                            **flags, "ALL_CONTRIB": not sparse}, nw)
 print("OK")
 """
 

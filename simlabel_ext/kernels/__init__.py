@@ -1,6 +1,7 @@
 """Fused GPU kernels of the SimLabel batch step (Triton). Importing this package never needs triton.
 
-- :class:`KernelFlag` — the switches of one step, as every kernel (C++ and Triton) takes them;
+- :class:`KernelFlag` — the switches of one step, as every kernel (C++ and Triton) takes them; :data:`NO_ERROR`
+  — an empty entry of the errors word the kernels return;
 - :func:`triton_available` — whether ``import triton`` works here (the kernels themselves run on CUDA tensors,
   or on CPU tensors under ``TRITON_INTERPRET=1``);
 - :func:`fused_loss_forward` — see :mod:`simlabel_ext.kernels.simlabel_triton` (imported on first use).
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 import functools
 
-from .flags import KernelFlag
+from .flags import NO_ERROR, KernelFlag
 
-__all__ = ["KernelFlag", "triton_available", "fused_loss_forward"]
+__all__ = ["NO_ERROR", "KernelFlag", "triton_available", "fused_loss_forward"]
 
 
 @functools.lru_cache(maxsize=None)

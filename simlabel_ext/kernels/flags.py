@@ -1,4 +1,5 @@
-"""The switches of one SimLabel step as the fused op passes them to every kernel: one bit set.
+"""The switches of one SimLabel step as the fused op passes them to every kernel (one bit set), and the errors
+word every kernel returns.
 
 :attr:`SimLabelOptions.kernel_flags <simlabel_ext.ops.options.SimLabelOptions>` makes them from the options. The
 C++ kernel declares the same bits in ``csrc/simlabel_loss/kernel_flags.h`` and exports them as
@@ -8,7 +9,11 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["KernelFlag"]
+__all__ = ["NO_ERROR", "KernelFlag"]
+
+#: The value of an entry of the op's ``errors`` output [2] (the row-major flat index of the first bad label, of
+#: the first bad similarity entry) when there is none: larger than every index.
+NO_ERROR = 2**63 - 1
 
 
 class KernelFlag(enum.IntFlag):

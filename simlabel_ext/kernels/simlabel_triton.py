@@ -1,34 +1,32 @@
-"""Triton forward kernels of one SimLabel batch step (ALGORITHM.md §2–4), values and gradients in one pass.
+"""Triton kernels of one SimLabel batch step (ALGORITHM.md §2–4): values and gradients in one pass, no host sync.
 
 The semantics are exactly those of :func:`simlabel_ext.ops.reference.simlabel_loss_reference` (the oracle); see
 :func:`fused_loss_forward` for the contract. Like Liger-Kernel's fused cross-entropy, the forward writes the
 gradient of ``ce_sum`` (observed entries) and of ``kl_sum`` (soft entries) with respect to the logits into a
-``[B, A, C]`` float32 buffer, so the backward is one multiply by the incoming gradients.
+``[B, A, C]`` float32 buffer, so the backward is one kernel that scales it (:func:`scale_grad`).
 
-Two kernel paths, chosen by size (``path="auto"``):
+Three paths, chosen by size and options (``path="auto"``, :func:`choose_path`):
 
-``small`` (``A_pad² · C_pad <= 4096``, i.e. few annotators and classes)
-    one kernel, grid ``(cdiv(B, ITEMS),)``; each program holds ``ITEMS`` whole items ``[ITEMS, A_pad, C_pad]``
-    in registers, mixes them with a broadcast multiply-reduce over the annotator axis (exact float32 FMAs,
-    no ``tl.dot``: the tiles are smaller than the 16 that ``tl.dot`` needs) and writes every output.
+``grouped`` (A_pad <= 128 with A_pad · C_pad <= 1024 or C_pad = 16: music_genre, the paper's sets, (8192, 64, 16))
+    persistent programs, a few per SM, each looping over the items pid, pid + P, ... (``tl.range`` with two
+    stages, so the next item's loads overlap the current math); an item is mixed whole, ``S @ src`` in unrolled
+    k-slices of 16 contributors whose slices of S (shared by every item) and logits (just loaded) come from L1.
+``sparse`` (larger A with ``contributors="labelled"``: hundreds to thousands of annotators, a few dozen labels per
+    item) a prepare kernel builds, per item on the device, the compact list of its labelled annotators; the main
+    kernel, grid ``(B, cdiv(A, BLOCK_N))``, mixes each tile of annotators over that list only, in k-tiles of
+    BLOCK_K contributors, reading S transposed (a contributor's row of S^T is contiguous). No dense sweep over A.
+``tiled`` (larger A with ``contributors="all"``) the same kernel sweeping every k-tile of A.
 
-``tiled`` (everything else: many annotators and/or many classes)
-    kernel 1 ``_row_stats_kernel``, grid ``(cdiv(B·A, BLOCK_R),)``: per (item, annotator) row the max ``m`` and
-    ``log Σ exp(x - m)`` (online over class chunks), so that ``log p = (x - m) - logs`` everywhere after;
-    kernel 2 ``_tiled_kernel``, grid ``(B, cdiv(A, BLOCK_N))`` (items on axis 0: no 65,535 limit): for one item
-    and one tile of BLOCK_N annotators ``n``, per chunk of BLOCK_C classes, it accumulates
-    ``num[n, c] = Σ_k S[n, k] src[k, c]`` with ``tl.dot`` and the mass ``Σ_k S[n, k] K[k]`` over k-tiles of
-    BLOCK_K annotators (the diagonal of S masked; ``src`` recomputed on the fly from the logits and the row stats,
-    so neither ``[B, A, A]`` nor a ``src`` buffer is ever materialised; k-tiles with zero similarity mass are
-    skipped, which is most of them for sparse crowds with ``contributors="labelled"``, and tiles without a
-    missing entry run no k-loop at all), and evaluates CE / KL / confidence / argmax / gradient for those rows. With several class chunks the KL gradient needs a row sum
-    over all classes first, so the first sweep stores the row-local part ``t`` of the gradient in the output
-    buffer and a second sweep finishes it: ``grad = coef · (t - p · s)`` with a per-row scalar ``s``.
+Classes beyond one chunk (C > BLOCK_C) take a row-statistics kernel first and a second sweep that finishes the
+gradient; with one chunk the softmax statistics are computed in place. The loss sums and counts are per-program
+partials reduced by one small kernel in a fixed order (deterministic, finished on the device). Input errors never
+synchronise: the kernels record the first out-of-range label and the first similarity that is not finite and
+>= 0 (row-major flat indices, ``atomic_min``) in an ``errors`` word that the caller reads when it next reads the
+host anyway (:func:`simlabel_ext.ops.validation.check_errors`).
 
-Extra memory: O(B·A) (row stats, per-program partial sums) besides the outputs; the grad output is O(B·A·C).
-Sums are deterministic: each program writes its partial CE / KL sum, reduced afterwards with ``torch.sum``.
 All arithmetic is float32 (float16 / bfloat16 / float64 logits are converted on load); ``tl.dot`` runs with
-``input_precision="ieee"`` (TF32 would cost ~1e-3 relative accuracy of the soft labels).
+``input_precision="ieee"`` (TF32 would cost ~1e-3 relative accuracy of the soft labels), and the similarity mass
+and its ``> 0`` test are plain float32 sums.
 """
 from __future__ import annotations
 
@@ -38,19 +36,49 @@ import torch
 import triton
 import triton.language as tl
 
-from .flags import KernelFlag
+from .flags import NO_ERROR, KernelFlag
 
 #: == simlabel_ext.ops.options.LOG_Q_FLOOR; a tl.constexpr because jit code may only read constexpr globals
 LOG_Q_FLOOR = tl.constexpr(1e-12)
-
-#: Largest ``A_pad² · C_pad`` for which the single-kernel small path is chosen (the broadcast product of one
-#: item has that many elements).
-SMALL_PATH_LIMIT = 4096
+_NO_ERROR = tl.constexpr(NO_ERROR)
+#: The grouped path holds [A_pad, C_pad] tiles of one item in registers: at most 128 annotators, and at most 1024
+#: entries per tile unless C_pad = 16 (every such configuration compiles for sm_90 without spills).
+GROUPED_MAX_A = 128
+GROUPED_MAX_TILE = 1024
+#: Persistent programs per SM of the grouped path (on the interpreter: a fixed small grid).
+PROGRAMS_PER_SM = 4
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Shared per-tile math
 # ----------------------------------------------------------------------------------------------------------------
+@triton.jit
+def _record_bad_labels(y, row, rmask, C, err_ptr):
+    """atomic_min of the flat index of the first label outside -1..C-1 of this tile into errors[0]."""
+    bad = rmask & ((y < -1) | (y >= C))
+    first = tl.min(tl.where(bad, row, _NO_ERROR))
+    if first < _NO_ERROR:
+        tl.atomic_min(err_ptr, first)
+
+
+@triton.jit
+def _record_bad_similarity(s, flat, smask, err_ptr):
+    """atomic_min of the flat index of the first entry that is not finite and >= 0 into errors[1]."""
+    bad = smask & ((s != s) | (s < 0) | (s == float("inf")))
+    first = tl.min(tl.where(bad, flat, _NO_ERROR))  # over every axis of the tile
+    if first < _NO_ERROR:
+        tl.atomic_min(err_ptr + 1, first)
+
+
+@triton.jit
+def _softmax_stats(x):
+    """Row max and log Σ exp(x - max) of a [R, BC] tile that holds the whole class axis (-inf on padding)."""
+    m = tl.max(x, axis=1)
+    m = tl.where(m == float("-inf"), 0.0, m)  # an all-padding row gets m = logs = 0, so exp(x - m - logs) = 0
+    total = tl.sum(tl.exp(x - m[:, None]), axis=1)
+    return m, tl.log(tl.where(total > 0, total, 1.0))
+
+
 @triton.jit
 def _chunk_terms(x, cmask, c_idx, m, logs, y, observed, q, SOFT: tl.constexpr, REVERSE: tl.constexpr):
     """Row-local terms of one [R, BC] tile of classes (a chunk of the class axis).
@@ -111,12 +139,16 @@ def _finish_grad(t, p, s, coef, active):
 
 @triton.jit
 def _store_rows(
-    row, rmask, observed, soft, ce, kl, w, qlogq, qmax, qarg, conf_ptr, arg_ptr, imp_ptr, ce_part_ptr, kl_part_ptr,
-    part_idx, threshold, log_c, SOFT: tl.constexpr, IMPUTE: tl.constexpr,
+    row, rmask, observed, soft, ce, kl, w, qlogq, qmax, qarg, conf_ptr, arg_ptr, imp_ptr, threshold, log_c,
+    SOFT: tl.constexpr, IMPUTE: tl.constexpr,
 ):
-    tl.store(ce_part_ptr + part_idx, tl.sum(tl.where(observed & rmask, ce, 0.0), axis=0))
+    """Write confidence, soft argmax and impute mask of the rows; return the tile's (CE sum, weighted KL sum,
+    observed count, soft count)."""
+    ce_sum = tl.sum(tl.where(observed & rmask, ce, 0.0), axis=0)
+    n_ce = tl.sum((observed & rmask).to(tl.int32), axis=0)
     if SOFT:
-        tl.store(kl_part_ptr + part_idx, tl.sum(tl.where(soft, w * kl, 0.0), axis=0))
+        kl_sum = tl.sum(tl.where(soft, w * kl, 0.0), axis=0)
+        n_kl = tl.sum(soft.to(tl.int32), axis=0)
         conf = tl.where(soft, qmax * (1.0 - (-qlogq) / log_c), 0.0)
         arg = tl.where(soft, qarg.to(tl.int64), -1)
         if IMPUTE:
@@ -124,79 +156,159 @@ def _store_rows(
         else:
             imp = soft & False
     else:
-        tl.store(kl_part_ptr + part_idx, 0.0)
+        kl_sum = tl.sum(tl.zeros_like(ce), axis=0)
+        n_kl = tl.sum(tl.zeros_like(ce).to(tl.int32), axis=0)
         conf = tl.zeros_like(ce)
         arg = tl.full(ce.shape, -1, tl.int64)
         imp = observed & False
     tl.store(conf_ptr + row, conf, mask=rmask)
     tl.store(arg_ptr + row, arg, mask=rmask)
     tl.store(imp_ptr + row, imp.to(tl.uint8), mask=rmask)
+    return ce_sum, kl_sum, n_ce, n_kl
+
+
+@triton.jit
+def _store_parts(part_f_ptr, part_i_ptr, idx, ce_sum, kl_sum, n_ce, n_kl):
+    tl.store(part_f_ptr + 2 * idx, ce_sum)
+    tl.store(part_f_ptr + 2 * idx + 1, kl_sum)
+    tl.store(part_i_ptr + 2 * idx, n_ce.to(tl.int64))
+    tl.store(part_i_ptr + 2 * idx + 1, n_kl.to(tl.int64))
+
+
+@triton.jit
+def _sum_parts_kernel(part_f_ptr, part_i_ptr, n_parts, ce_ptr, kl_ptr, nce_ptr, nkl_ptr, BLOCK: tl.constexpr):
+    """One program: the loss sums (float64 accumulation, stored float32) and counts over every partial, in a
+    fixed order (deterministic)."""
+    i = tl.arange(0, BLOCK)
+    ce = tl.zeros((BLOCK,), tl.float64)
+    kl = tl.zeros((BLOCK,), tl.float64)
+    nce = tl.zeros((BLOCK,), tl.int64)
+    nkl = tl.zeros((BLOCK,), tl.int64)
+    for p0 in range(0, n_parts, BLOCK):
+        p = p0 + i
+        pm = p < n_parts
+        ce += tl.load(part_f_ptr + 2 * p, mask=pm, other=0.0).to(tl.float64)
+        kl += tl.load(part_f_ptr + 2 * p + 1, mask=pm, other=0.0).to(tl.float64)
+        nce += tl.load(part_i_ptr + 2 * p, mask=pm, other=0)
+        nkl += tl.load(part_i_ptr + 2 * p + 1, mask=pm, other=0)
+    tl.store(ce_ptr, tl.sum(ce, axis=0).to(tl.float32))
+    tl.store(kl_ptr, tl.sum(kl, axis=0).to(tl.float32))
+    tl.store(nce_ptr, tl.sum(nce, axis=0))
+    tl.store(nkl_ptr, tl.sum(nkl, axis=0))
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Small path: whole items per program
+# Grouped path: persistent programs over whole items
 # ----------------------------------------------------------------------------------------------------------------
 @triton.jit
-def _small_kernel(
-    logits_ptr, labels_ptr, sim_ptr, grad_ptr, conf_ptr, arg_ptr, imp_ptr, ce_part_ptr, kl_part_ptr,
+def _grouped_kernel(
+    logits_ptr, labels_ptr, sim_ptr, grad_ptr, conf_ptr, arg_ptr, imp_ptr, part_f_ptr, part_i_ptr, err_ptr,
     B, A, C, threshold, log_c,
-    A_PAD: tl.constexpr, C_PAD: tl.constexpr, ITEMS: tl.constexpr,
+    A_PAD: tl.constexpr, C_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
     SOFT: tl.constexpr, IMPUTE: tl.constexpr, REVERSE: tl.constexpr, ALL_CONTRIB: tl.constexpr,
     LABEL_SOURCE: tl.constexpr, EVIDENCE: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    R: tl.constexpr = ITEMS * A_PAD
-    r = tl.arange(0, R)
-    item = pid * ITEMS + r // A_PAD
-    a = r % A_PAD
-    rmask = (item < B) & (a < A)
-    row = item * A + a
+    """Persistent programs: program pid handles items pid, pid + P, ... whole (all A annotators at once). Per
+    item, num = S @ src and mass = S @ K in unrolled k-slices of BLOCK_K contributors (the slices of S and the
+    contributors' logits come from L1: the item's rows were just loaded and S is shared by every item)."""
+    pid = tl.program_id(0)
+    n_prog = tl.num_programs(0)
+    a = tl.arange(0, A_PAD)
+    amask = a < A
     c = tl.arange(0, C_PAD)
     cmask = c < C
-    mask = rmask[:, None] & cmask[None, :]
-    x = tl.load(logits_ptr + row[:, None] * C + c[None, :], mask=mask, other=0.0).to(tl.float32)
-    x = tl.where(cmask[None, :], x, float("-inf"))
-    m = tl.max(x, axis=1)
-    logs = tl.log(tl.sum(tl.exp(x - m[:, None]), axis=1))
-    y = tl.load(labels_ptr + row, mask=rmask, other=-1)
-    observed = (y >= 0) & rmask
-
-    if SOFT:
-        if ALL_CONTRIB:
-            contrib = rmask
+    mask = amask[:, None] & cmask[None, :]
+    if pid == 0:  # S is checked once (the programs share it)
+        sflat = a[:, None].to(tl.int64) * A + a[None, :]
+        inside = amask[:, None] & amask[None, :]
+        _record_bad_similarity(tl.load(sim_ptr + sflat, mask=inside, other=0.0), sflat, inside, err_ptr)
+    a64 = a.to(tl.int64)
+    kk = tl.arange(0, BLOCK_K)
+    ce_acc = tl.sum(tl.zeros((A_PAD,), tl.float32), axis=0)
+    kl_acc = tl.sum(tl.zeros((A_PAD,), tl.float32), axis=0)
+    nce_acc = tl.sum(tl.zeros((A_PAD,), tl.int32), axis=0)
+    nkl_acc = tl.sum(tl.zeros((A_PAD,), tl.int32), axis=0)
+    for b in tl.range(pid, B, n_prog, num_stages=2):
+        item = b * A
+        row = item + a64
+        x = tl.load(logits_ptr + row[:, None] * C + c[None, :], mask=mask, other=0.0).to(tl.float32)
+        x = tl.where(cmask[None, :], x, float("-inf"))
+        y = tl.load(labels_ptr + row, mask=amask, other=-1)
+        _record_bad_labels(y, row, amask, C, err_ptr)
+        m, logs = _softmax_stats(x)
+        observed = (y >= 0) & amask
+        if SOFT:
+            acc = tl.zeros((A_PAD, C_PAD), tl.float32)
+            mass = tl.zeros((A_PAD,), tl.float32)
+            for k0 in tl.static_range(0, A_PAD, BLOCK_K):
+                k = k0 + kk
+                kmask = k < A
+                yk = tl.load(labels_ptr + item + k, mask=kmask, other=-1)
+                if ALL_CONTRIB:
+                    ck = kmask
+                else:
+                    ck = yk >= 0
+                keep = amask[:, None] & ck[None, :] & (a[:, None] != k[None, :])
+                S = tl.load(sim_ptr + a[:, None].to(tl.int64) * A + k[None, :], mask=keep, other=0.0)
+                mass += tl.sum(S, axis=1)
+                if LABEL_SOURCE:
+                    src = ((yk[:, None] == c[None, :]) & ck[:, None]).to(tl.float32)
+                else:
+                    xk = tl.load(logits_ptr + (item + k)[:, None] * C + c[None, :], mask=ck[:, None] & cmask[None, :],
+                                 other=float("-inf")).to(tl.float32)
+                    mk, lk = _softmax_stats(xk)
+                    src = tl.exp((xk - mk[:, None]) - lk[:, None])
+                acc = tl.dot(S, src, acc, input_precision="ieee")
+            soft = amask & (y < 0) & (mass > 0)
+            q = acc / tl.where(mass > 0, mass, 1.0)[:, None]
         else:
-            contrib = observed
-        if LABEL_SOURCE:
-            src = ((c[None, :] == y[:, None]) & contrib[:, None]).to(tl.float32)
-        else:
-            src = tl.where(contrib[:, None] & cmask[None, :], tl.exp((x - m[:, None]) - logs[:, None]), 0.0)
-        ai = tl.arange(0, A_PAD)
-        smask = (ai[:, None] < A) & (ai[None, :] < A) & (ai[:, None] != ai[None, :])
-        S = tl.load(sim_ptr + ai[:, None] * A + ai[None, :], mask=smask, other=0.0)
-        src3 = tl.reshape(src, (ITEMS, A_PAD, C_PAD))
-        num = tl.reshape(tl.sum(S[None, :, :, None] * src3[:, None, :, :], axis=2), (R, C_PAD))
-        k2 = tl.reshape(contrib.to(tl.float32), (ITEMS, A_PAD))
-        mass = tl.reshape(tl.sum(S[None, :, :] * k2[:, None, :], axis=2), (R,))
-        soft = rmask & (y < 0) & (mass > 0)
-        q = num / tl.where(mass > 0, mass, 1.0)[:, None]
-    else:
-        mass = tl.zeros_like(m)
-        soft = observed & False
-        q = tl.zeros_like(x)
-
-    p, t, ce, kl, sq, qlogq, qmax, qarg = _chunk_terms(x, cmask, c, m, logs, y, observed, q, SOFT, REVERSE)
-    s, coef, w = _row_scale(observed, soft, kl, sq, mass, REVERSE, EVIDENCE)
-    grad = _finish_grad(t, p, s, coef, observed | soft)
-    tl.store(grad_ptr + row[:, None] * C + c[None, :], grad, mask=mask)
-    _store_rows(
-        row, rmask, observed, soft, ce, kl, w, qlogq, qmax, qarg, conf_ptr, arg_ptr, imp_ptr, ce_part_ptr,
-        kl_part_ptr, pid, threshold, log_c, SOFT, IMPUTE,
-    )
+            mass = tl.zeros_like(m)
+            soft = observed & False
+            q = tl.zeros_like(x)
+        p, t, ce, kl, sq, qlogq, qmax, qarg = _chunk_terms(x, cmask, c, m, logs, y, observed, q, SOFT, REVERSE)
+        s, coef, w = _row_scale(observed, soft, kl, sq, mass, REVERSE, EVIDENCE)
+        tl.store(grad_ptr + row[:, None] * C + c[None, :], _finish_grad(t, p, s, coef, observed | soft), mask=mask)
+        ce_b, kl_b, nce_b, nkl_b = _store_rows(row, amask, observed, soft, ce, kl, w, qlogq, qmax, qarg, conf_ptr,
+                                               arg_ptr, imp_ptr, threshold, log_c, SOFT, IMPUTE)
+        ce_acc += ce_b
+        kl_acc += kl_b
+        nce_acc += nce_b
+        nkl_acc += nkl_b
+    _store_parts(part_f_ptr, part_i_ptr, pid, ce_acc, kl_acc, nce_acc, nkl_acc)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Tiled path
+# Sparse and tiled paths: (item, annotator tile) programs
 # ----------------------------------------------------------------------------------------------------------------
+@triton.jit
+def _prepare_kernel(
+    labels_ptr, sim_ptr, list_ptr, count_ptr, err_ptr, A, C, BLOCK_A: tl.constexpr, COMPACT: tl.constexpr,
+):
+    """Per item b (grid (B,)): check its labels; with COMPACT, write the annotators that labelled it, in order,
+    to list[b, :count[b]]. The programs together check every entry of S (rows b, b + B, ...)."""
+    b = tl.program_id(0).to(tl.int64)
+    base = tl.sum(tl.zeros((BLOCK_A,), tl.int32), axis=0)
+    for a0 in range(0, A, BLOCK_A):
+        a = a0 + tl.arange(0, BLOCK_A)
+        amask = a < A
+        row = b * A + a
+        y = tl.load(labels_ptr + row, mask=amask, other=-1)
+        _record_bad_labels(y, row, amask, C, err_ptr)
+        if COMPACT:
+            labelled = (amask & (y >= 0)).to(tl.int32)
+            position = base + tl.cumsum(labelled, axis=0) - 1
+            tl.store(list_ptr + b * A + position, a.to(tl.int32), mask=labelled > 0)
+            base += tl.sum(labelled, axis=0)
+    if COMPACT:
+        tl.store(count_ptr + b, base)
+    for r in range(tl.program_id(0), A, tl.num_programs(0)):
+        for k0 in range(0, A, BLOCK_A):
+            k = k0 + tl.arange(0, BLOCK_A).to(tl.int64)
+            kmask = k < A
+            flat = r * A + k
+            _record_bad_similarity(tl.load(sim_ptr + flat, mask=kmask, other=0.0), flat, kmask, err_ptr)
+
+
 @triton.jit
 def _row_stats_kernel(logits_ptr, m_ptr, logs_ptr, n_rows, C, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """Per row of the flattened [B·A, C] logits: m = max_c x and logs = log Σ_c exp(x - m) (online over chunks)."""
@@ -219,12 +331,21 @@ def _row_stats_kernel(logits_ptr, m_ptr, logs_ptr, n_rows, C, BLOCK_R: tl.conste
 
 @triton.jit
 def _tiled_kernel(
-    logits_ptr, labels_ptr, sim_ptr, m_ptr, logs_ptr, grad_ptr, conf_ptr, arg_ptr, imp_ptr, ce_part_ptr, kl_part_ptr,
+    logits_ptr, labels_ptr, sim_ptr, simt_ptr, list_ptr, count_ptr, m_ptr, logs_ptr, grad_ptr, conf_ptr, arg_ptr,
+    imp_ptr, part_f_ptr, part_i_ptr,
     A, C, threshold, log_c,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr, SINGLE_CHUNK: tl.constexpr,
+    SPARSE: tl.constexpr,
     SOFT: tl.constexpr, IMPUTE: tl.constexpr, REVERSE: tl.constexpr, ALL_CONTRIB: tl.constexpr,
     LABEL_SOURCE: tl.constexpr, EVIDENCE: tl.constexpr,
 ):
+    """One item b and one tile of BLOCK_N annotators n (grid (B, cdiv(A, BLOCK_N))).
+
+    num[n, c] = Σ_k S[n, k] src[k, c] and mass[n] = Σ_k S[n, k] over the contributors k != n: with SPARSE, the
+    item's list of labelled annotators (S read from its transpose simt, rows contiguous); otherwise every k-tile
+    of A. SINGLE_CHUNK (C <= BLOCK_C) computes the softmax statistics in place; otherwise they come from the row
+    statistics kernel and a second sweep finishes the gradient.
+    """
     b = tl.program_id(0).to(tl.int64)
     pid_n = tl.program_id(1)
     n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -232,13 +353,14 @@ def _tiled_kernel(
     row = b * A + n
     y = tl.load(labels_ptr + row, mask=nmask, other=-1)
     observed = (y >= 0) & nmask
-    m = tl.load(m_ptr + row, mask=nmask, other=0.0)
-    logs = tl.load(logs_ptr + row, mask=nmask, other=0.0)
     kk = tl.arange(0, BLOCK_K)
-
+    if SPARSE:
+        count = tl.load(count_ptr + b)
+    else:
+        count = A
     # only tiles with a missing entry need the soft labels: the k-loops of the others run 0 times
     any_missing = tl.max((nmask & (y < 0)).to(tl.int32), axis=0) > 0
-    k_end = tl.where(any_missing, A, 0)
+    k_end = tl.where(any_missing, count, 0)
     mass = tl.zeros((BLOCK_N,), tl.float32)
     soft = observed & False
     ce = tl.zeros((BLOCK_N,), tl.float32)
@@ -247,26 +369,40 @@ def _tiled_kernel(
     qlogq = tl.zeros((BLOCK_N,), tl.float32)
     qmax = tl.full((BLOCK_N,), -1.0, tl.float32)
     qarg = tl.zeros((BLOCK_N,), tl.int32)
+    m = tl.zeros((BLOCK_N,), tl.float32)
+    logs = tl.zeros((BLOCK_N,), tl.float32)
+    if not SINGLE_CHUNK:
+        m = tl.load(m_ptr + row, mask=nmask, other=0.0)
+        logs = tl.load(logs_ptr + row, mask=nmask, other=0.0)
     for c0 in range(0, C, BLOCK_C):
         c = c0 + tl.arange(0, BLOCK_C)
         cmask = c < C
         mask = nmask[:, None] & cmask[None, :]
         x = tl.load(logits_ptr + row[:, None] * C + c[None, :], mask=mask, other=0.0).to(tl.float32)
+        if SINGLE_CHUNK:
+            m, logs = _softmax_stats(tl.where(cmask[None, :], x, float("-inf")))
         acc = tl.zeros((BLOCK_N, BLOCK_C), tl.float32)
         if SOFT:
-            # mass[n] = Σ_{k != n} S[n, k] K[k] (recomputed identically for every class chunk) and
-            # num[n, c] = Σ_{k != n} S[n, k] src[k, c] over k-tiles
-            mass = tl.zeros((BLOCK_N,), tl.float32)
+            mass = tl.zeros((BLOCK_N,), tl.float32)  # recomputed identically for every class chunk
             for k0 in range(0, k_end, BLOCK_K):
-                k = k0 + kk
-                kmask = k < A
-                yk = tl.load(labels_ptr + b * A + k, mask=kmask, other=-1)
-                if ALL_CONTRIB:
-                    ck = kmask
+                if SPARSE:
+                    j = k0 + kk
+                    jmask = j < count
+                    k = tl.load(list_ptr + b * A + j, mask=jmask, other=0)
+                    ck = jmask
+                    yk = tl.load(labels_ptr + b * A + k, mask=ck, other=-1)
+                    keep = ck[:, None] & nmask[None, :] & (k[:, None] != n[None, :])
+                    S = tl.trans(tl.load(simt_ptr + k[:, None].to(tl.int64) * A + n[None, :], mask=keep, other=0.0))
                 else:
-                    ck = yk >= 0
-                smask = nmask[:, None] & ck[None, :] & (n[:, None] != k[None, :])
-                S = tl.load(sim_ptr + n[:, None] * A + k[None, :], mask=smask, other=0.0)
+                    k = k0 + kk
+                    kmask = k < A
+                    yk = tl.load(labels_ptr + b * A + k, mask=kmask, other=-1)
+                    if ALL_CONTRIB:
+                        ck = kmask
+                    else:
+                        ck = yk >= 0
+                    keep = nmask[:, None] & ck[None, :] & (n[:, None] != k[None, :])
+                    S = tl.load(sim_ptr + n[:, None].to(tl.int64) * A + k[None, :], mask=keep, other=0.0)
                 w_k = tl.sum(S, axis=1)
                 mass += w_k
                 # skip k-tiles that carry no similarity mass (most of them in sparse crowds)
@@ -278,9 +414,13 @@ def _tiled_kernel(
                         kcm = ck[:, None] & cmask[None, :]
                         # -inf where masked: exp gives the zeros (and no overflow on padded classes)
                         xk = tl.load(logits_ptr + rk[:, None] * C + c[None, :], mask=kcm, other=float("-inf"))
-                        mk = tl.load(m_ptr + rk, mask=ck, other=0.0)
-                        lk = tl.load(logs_ptr + rk, mask=ck, other=0.0)
-                        src = tl.exp((xk.to(tl.float32) - mk[:, None]) - lk[:, None])
+                        xk = xk.to(tl.float32)
+                        if SINGLE_CHUNK:
+                            mk, lk = _softmax_stats(xk)
+                        else:
+                            mk = tl.load(m_ptr + rk, mask=ck, other=0.0)
+                            lk = tl.load(logs_ptr + rk, mask=ck, other=0.0)
+                        src = tl.exp((xk - mk[:, None]) - lk[:, None])
                     acc = tl.dot(S, src, acc, input_precision="ieee")
             soft = nmask & (y < 0) & (mass > 0)
             q = acc / tl.where(mass > 0, mass, 1.0)[:, None]
@@ -315,10 +455,45 @@ def _tiled_kernel(
             p = tl.exp((x - m[:, None]) - logs[:, None])
             t = tl.load(grad_ptr + ptrs, mask=mask, other=0.0)
             tl.store(grad_ptr + ptrs, _finish_grad(t, p, s, coef, active), mask=mask)
-    _store_rows(
-        row, nmask, observed, soft, ce, kl, w, qlogq, qmax, qarg, conf_ptr, arg_ptr, imp_ptr, ce_part_ptr,
-        kl_part_ptr, b * tl.num_programs(1) + pid_n, threshold, log_c, SOFT, IMPUTE,
-    )
+    ce_t, kl_t, nce_t, nkl_t = _store_rows(row, nmask, observed, soft, ce, kl, w, qlogq, qmax, qarg, conf_ptr,
+                                           arg_ptr, imp_ptr, threshold, log_c, SOFT, IMPUTE)
+    _store_parts(part_f_ptr, part_i_ptr, b * tl.num_programs(1) + pid_n, ce_t, kl_t, nce_t, nkl_t)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backward: one kernel that scales the stored gradient
+# ----------------------------------------------------------------------------------------------------------------
+@triton.jit
+def _scale_grad_kernel(grad_ptr, labels_ptr, g_ptr, out_ptr, n_rows, C, BLOCK_R: tl.constexpr,
+                       BLOCK_C: tl.constexpr):
+    """out[r, c] = grad[r, c] · (g_ce if labels[r] >= 0 else g_kl), written in out's dtype (g: [g_ce, g_kl])."""
+    r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    rmask = r < n_rows
+    y = tl.load(labels_ptr + r, mask=rmask, other=-1)
+    g_ce = tl.load(g_ptr)
+    g_kl = tl.load(g_ptr + 1)
+    scale = tl.where(y >= 0, g_ce, g_kl)
+    for c0 in range(0, C, BLOCK_C):
+        c = c0 + tl.arange(0, BLOCK_C)
+        mask = rmask[:, None] & (c < C)[None, :]
+        g = tl.load(grad_ptr + r[:, None] * C + c[None, :], mask=mask, other=0.0)
+        tl.store(out_ptr + r[:, None] * C + c[None, :], (g * scale[:, None]).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def scale_grad(grad: torch.Tensor, labels: torch.Tensor, g_ce: torch.Tensor, g_kl: torch.Tensor,
+               dtype: torch.dtype) -> torch.Tensor:
+    """``grad [B, A, C] · where(labels >= 0, g_ce, g_kl)`` in ``dtype``: the whole backward, one launch (plus the
+    two-element stack of the incoming gradients)."""
+    B, A, C = grad.shape
+    out = torch.empty((B, A, C), dtype=dtype, device=grad.device)
+    if B * A == 0:
+        return out
+    g = torch.stack([g_ce.reshape(()), g_kl.reshape(())]).to(torch.float32)
+    block_c = min(_pow2(C), 64)
+    block_r = max(1, min(256, 4096 // block_c))
+    _scale_grad_kernel[(triton.cdiv(B * A, block_r),)](grad, labels, g, out, B * A, C, BLOCK_R=block_r,
+                                                       BLOCK_C=block_c, num_warps=8)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -328,18 +503,12 @@ def _pow2(v: int) -> int:
     return triton.next_power_of_2(max(int(v), 1))
 
 
-def small_config(A: int, C: int, soft: bool) -> dict:
-    """ITEMS per program for the small path: ~4096 elements per [ITEMS·A_pad, C_pad] tile and ~8192 in the
-    broadcast product [ITEMS, A_pad, A_pad, C_pad]; num_warps 4 (2 for tiny tiles)."""
-    a_pad, c_pad = _pow2(A), _pow2(C)
-    limit = min(64, 4096 // (a_pad * c_pad))
-    if soft:
-        limit = min(limit, 8192 // (a_pad * a_pad * c_pad))
-    items = 1
-    while items * 2 <= limit:
-        items *= 2
-    elems = items * a_pad * c_pad
-    return dict(A_PAD=a_pad, C_PAD=c_pad, ITEMS=items, num_warps=4 if elems >= 1024 else 2)
+def grouped_config(A: int, C: int) -> dict:
+    """A_pad, C_pad (>= 16: tl.dot tiles), the k-slice BLOCK_K = 16 (a float32 ``ieee`` dot keeps a whole
+    k-slice of each operand row in registers) and num_warps (4, or 8 from tiles of 1024 entries: 177-255
+    registers, no spills on sm_90)."""
+    a_pad, c_pad = max(16, _pow2(A)), max(16, _pow2(C))
+    return dict(A_PAD=a_pad, C_PAD=c_pad, BLOCK_K=16, num_warps=8 if a_pad * c_pad >= 1024 else 4)
 
 
 def tiled_config(A: int, C: int) -> dict:
@@ -348,16 +517,26 @@ def tiled_config(A: int, C: int) -> dict:
        | >  16 | 32      | 16      | >  64                         | 64 (chunked, two sweeps) |                         |
 
     Every block is >= 16 (tl.dot). float32 ``tl.dot`` with ``input_precision="ieee"`` lowers to FMAs with the
-    whole BLOCK_K slice of each operand row in registers, so BLOCK_K stays 16: with BLOCK_N = BLOCK_K = 64 ptxas
-    (sm_90) spilled ~5 KB per thread, while every entry of this table compiles without spills (ptxas -v, sm_90a,
-    104–250 registers)."""
+    whole BLOCK_K slice of each operand row in registers, so BLOCK_K stays 16 (larger k-tiles spilled on sm_90)."""
     bn = 16 if A <= 16 else 32
     bc = min(max(16, _pow2(C)), 64)
     return dict(BLOCK_N=bn, BLOCK_K=16, BLOCK_C=bc, num_warps=8 if bn * bc >= 512 else 4)
 
 
-def choose_path(A: int, C: int) -> str:
-    return "small" if _pow2(A) ** 2 * _pow2(C) <= SMALL_PATH_LIMIT else "tiled"
+def choose_path(A: int, C: int, all_contributors: bool = False) -> str:
+    """grouped for A_pad <= 128 with A_pad · C_pad <= 1024 or C_pad = 16; else sparse (labelled contributors) or
+    tiled."""
+    a_pad, c_pad = max(16, _pow2(A)), max(16, _pow2(C))
+    if a_pad <= GROUPED_MAX_A and (a_pad * c_pad <= GROUPED_MAX_TILE or c_pad == 16):
+        return "grouped"
+    return "tiled" if all_contributors else "sparse"
+
+
+def _grouped_programs(B: int, device: torch.device) -> int:
+    if device.type == "cuda":
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        return max(1, min(B, PROGRAMS_PER_SM * sms))
+    return max(1, min(B, 4))  # the interpreter: a few programs, each with several items
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -374,23 +553,24 @@ def fused_loss_forward(
     block_n: int | None = None,
     block_k: int | None = None,
     block_c: int | None = None,
-    items_per_program: int | None = None,
+    programs: int | None = None,
 ):
-    """One SimLabel batch step: values and d(ce_sum)/d logits, d(kl_sum)/d logits in one pass.
+    """One SimLabel batch step: values and d(ce_sum)/d logits, d(kl_sum)/d logits in one pass, no host sync.
 
-    logits [B, A, C] float16/bfloat16/float32/float64 (computed in float32), labels [B, A] int64 in -1..C-1,
-    similarity [A, A] float32 (finite, >= 0, diagonal ignored). ``flags``: the options' switches
-    (:class:`~simlabel_ext.ops.options.KernelFlag`, from ``SimLabelOptions.kernel_flags``); ``threshold``:
-    impute where confidence >= threshold.
+    logits [B, A, C] float16/bfloat16/float32/float64 (computed in float32), labels [B, A] int64 (-1 = missing),
+    similarity [A, A] float32. ``flags``: the options' switches (:class:`~simlabel_ext.kernels.KernelFlag`, from
+    ``SimLabelOptions.kernel_flags``); ``threshold``: impute where confidence >= threshold.
 
     Returns ``(ce_sum[] f32, kl_sum[] f32, n_ce[] int64, n_kl[] int64, confidence[B, A] f32,
-    soft_argmax[B, A] int64, impute_mask[B, A] bool, grad[B, A, C] f32)`` where ``grad`` holds
+    soft_argmax[B, A] int64, impute_mask[B, A] bool, grad[B, A, C] f32, errors[2] int64)`` where ``grad`` holds
     d ce_sum / d logits on observed entries, d kl_sum / d logits on soft entries and 0 elsewhere (the soft labels
-    are gradient-stopped). Values are inputs validated by the caller (``check_inputs``); nothing here reads them
-    back to the host.
+    are gradient-stopped), and ``errors`` the row-major flat index of the first label outside -1..C-1 and of the
+    first similarity entry that is not finite and >= 0 (:data:`NO_ERROR` where there is none). Other outputs are
+    undefined when ``errors`` reports one; nothing here reads anything back to the host.
 
-    Keyword-only knobs (tests / tuning): ``path`` "auto" | "small" | "tiled"; ``block_n`` / ``block_k`` /
-    ``block_c`` (tiled path, powers of two >= 16); ``items_per_program`` (small path, a power of two).
+    Keyword-only knobs (tests / tuning): ``path`` "auto" | "grouped" | "sparse" | "tiled"; ``block_n`` /
+    ``block_k`` / ``block_c`` (sparse and tiled paths, powers of two >= 16); ``programs`` (grouped path: the
+    number of persistent programs).
     """
     if logits.dim() != 3:
         raise ValueError(f"logits must have shape [B, A, C]; got {tuple(logits.shape)}")
@@ -398,10 +578,15 @@ def fused_loss_forward(
     if tuple(labels.shape) != (B, A) or tuple(similarity.shape) != (A, A):
         raise ValueError("labels must be [B, A] and similarity [A, A]")
     flags = KernelFlag(flags)
-    if KernelFlag.LABEL_SOURCE in flags and KernelFlag.ALL_CONTRIBUTORS in flags:
+    all_contributors = KernelFlag.ALL_CONTRIBUTORS in flags
+    if KernelFlag.LABEL_SOURCE in flags and all_contributors:
         raise ValueError("the LABEL_SOURCE flag needs ALL_CONTRIBUTORS off")
-    if path not in ("auto", "small", "tiled"):
-        raise ValueError(f"path={path!r} is not one of 'auto', 'small', 'tiled'")
+    if path not in ("auto", "grouped", "sparse", "tiled"):
+        raise ValueError(f"path={path!r} is not one of 'auto', 'grouped', 'sparse', 'tiled'")
+    if path == "auto":
+        path = choose_path(A, C, all_contributors)
+    if path == "sparse" and all_contributors:
+        raise ValueError('path="sparse" mixes the labelled contributors only: it needs ALL_CONTRIBUTORS off')
     device = logits.device
     logits = logits.contiguous()
     labels = labels.to(torch.int64).contiguous()
@@ -412,69 +597,67 @@ def fused_loss_forward(
     confidence = torch.empty((B, A), dtype=torch.float32, device=device)
     soft_argmax = torch.empty((B, A), dtype=torch.int64, device=device)
     impute_u8 = torch.empty((B, A), dtype=torch.uint8, device=device)
+    errors = torch.full((2,), NO_ERROR, dtype=torch.int64, device=device)
+    ce_sum, kl_sum = (torch.zeros((), dtype=torch.float32, device=device) for _ in range(2))
+    n_ce, n_kl = (torch.zeros((), dtype=torch.int64, device=device) for _ in range(2))
+    outputs = (ce_sum, kl_sum, n_ce, n_kl, confidence, soft_argmax, impute_u8.view(torch.bool), grad, errors)
     if B * A == 0:
-        zf = torch.zeros((), dtype=torch.float32, device=device)
-        zi = torch.zeros((), dtype=torch.int64, device=device)
-        return zf, zf.clone(), zi, zi.clone(), confidence, soft_argmax, impute_u8.view(torch.bool), grad
+        return outputs
 
     soft = KernelFlag.SOFT in flags
     switches = dict(
         SOFT=soft,
         IMPUTE=KernelFlag.IMPUTE in flags and soft,
         REVERSE=KernelFlag.REVERSE_KL in flags,
-        ALL_CONTRIB=KernelFlag.ALL_CONTRIBUTORS in flags,
+        ALL_CONTRIB=all_contributors,
         LABEL_SOURCE=KernelFlag.LABEL_SOURCE in flags,
         EVIDENCE=KernelFlag.EVIDENCE_WEIGHT in flags,
     )
     threshold = float(threshold)
     log_c = math.log(C)
-    if path == "auto":
-        path = choose_path(A, C)
 
-    if path == "small":
-        cfg = small_config(A, C, soft)
-        if items_per_program is not None:
-            cfg["ITEMS"] = int(items_per_program)
-            if cfg["ITEMS"] < 1 or cfg["ITEMS"] & (cfg["ITEMS"] - 1):
-                raise ValueError(f"items_per_program={items_per_program} must be a power of two")
-        n_prog = triton.cdiv(B, cfg["ITEMS"])
-        ce_part = torch.empty(n_prog, dtype=torch.float32, device=device)
-        kl_part = torch.empty(n_prog, dtype=torch.float32, device=device)
-        _small_kernel[(n_prog,)](
-            logits, labels, similarity, grad, confidence, soft_argmax, impute_u8, ce_part, kl_part,
+    if path == "grouped":
+        cfg = grouped_config(A, C)
+        n_prog = int(programs) if programs else _grouped_programs(B, device)
+        part_f = torch.empty(2 * n_prog, dtype=torch.float32, device=device)
+        part_i = torch.empty(2 * n_prog, dtype=torch.int64, device=device)
+        _grouped_kernel[(n_prog,)](
+            logits, labels, similarity, grad, confidence, soft_argmax, impute_u8, part_f, part_i, errors,
             B, A, C, threshold, log_c, **cfg, **switches,
         )
     else:
         cfg = tiled_config(A, C)
-        if block_n is not None:
-            cfg["BLOCK_N"] = int(block_n)
-        if block_k is not None:
-            cfg["BLOCK_K"] = int(block_k)
-        if block_c is not None:
-            cfg["BLOCK_C"] = int(block_c)
-        for key in ("BLOCK_N", "BLOCK_K", "BLOCK_C"):
-            v = cfg[key]
-            if v < 16 or v & (v - 1):
-                raise ValueError(f"{key}={v} must be a power of two >= 16 (tl.dot tiles)")
-        n_rows = B * A
-        row_m = torch.empty(n_rows, dtype=torch.float32, device=device)
-        row_logs = torch.empty(n_rows, dtype=torch.float32, device=device)
-        stats_bc = min(max(16, _pow2(C)), 256)
-        stats_br = max(1, min(128, 4096 // stats_bc))
-        _row_stats_kernel[(triton.cdiv(n_rows, stats_br),)](
-            logits, row_m, row_logs, n_rows, C, BLOCK_R=stats_br, BLOCK_C=stats_bc, num_warps=4
-        )
+        for key, value in (("BLOCK_N", block_n), ("BLOCK_K", block_k), ("BLOCK_C", block_c)):
+            if value is not None:
+                cfg[key] = int(value)
+            if cfg[key] < 16 or cfg[key] & (cfg[key] - 1):
+                raise ValueError(f"{key}={cfg[key]} must be a power of two >= 16 (tl.dot tiles)")
+        sparse = path == "sparse" and soft
+        contributors = torch.empty((B, A) if sparse else (1,), dtype=torch.int32, device=device)
+        count = torch.empty(B if sparse else 1, dtype=torch.int32, device=device)
+        block_a = min(_pow2(A), 1024)
+        _prepare_kernel[(B,)](labels, similarity, contributors, count, errors, A, C, BLOCK_A=block_a,
+                              COMPACT=sparse, num_warps=4)
+        single = C <= cfg["BLOCK_C"]
+        row_m = row_logs = grad  # unused placeholders with one chunk
+        if not single:
+            n_rows = B * A
+            row_m = torch.empty(n_rows, dtype=torch.float32, device=device)
+            row_logs = torch.empty(n_rows, dtype=torch.float32, device=device)
+            stats_bc = min(max(16, _pow2(C)), 256)
+            stats_br = max(1, min(128, 4096 // stats_bc))
+            _row_stats_kernel[(triton.cdiv(n_rows, stats_br),)](
+                logits, row_m, row_logs, n_rows, C, BLOCK_R=stats_br, BLOCK_C=stats_bc, num_warps=4
+            )
+        simt = similarity.t().contiguous() if sparse else similarity
         n_tiles = triton.cdiv(A, cfg["BLOCK_N"])
-        ce_part = torch.empty(B * n_tiles, dtype=torch.float32, device=device)
-        kl_part = torch.empty(B * n_tiles, dtype=torch.float32, device=device)
+        n_prog = B * n_tiles
+        part_f = torch.empty(2 * n_prog, dtype=torch.float32, device=device)
+        part_i = torch.empty(2 * n_prog, dtype=torch.int64, device=device)
         _tiled_kernel[(B, n_tiles)](
-            logits, labels, similarity, row_m, row_logs, grad, confidence, soft_argmax, impute_u8, ce_part, kl_part,
-            A, C, threshold, log_c, SINGLE_CHUNK=C <= cfg["BLOCK_C"], **cfg, **switches,
+            logits, labels, similarity, simt, contributors, count, row_m, row_logs, grad, confidence, soft_argmax,
+            impute_u8, part_f, part_i, A, C, threshold, log_c, SINGLE_CHUNK=single, SPARSE=sparse, **cfg,
+            **switches,
         )
-
-    observed = labels >= 0
-    ce_sum = ce_part.sum()
-    kl_sum = kl_part.sum()
-    n_ce = observed.sum()
-    n_kl = (soft_argmax >= 0).sum()
-    return ce_sum, kl_sum, n_ce, n_kl, confidence, soft_argmax, impute_u8.view(torch.bool), grad
+    _sum_parts_kernel[(1,)](part_f, part_i, n_prog, ce_sum, kl_sum, n_ce, n_kl, BLOCK=1024, num_warps=4)
+    return outputs

@@ -3,11 +3,13 @@ reference it must equal (the oracle of every kernel)."""
 from .options import KernelFlag, SimLabelOptions, SimLabelOutput
 from .reference import closed_form_forward, confidence, simlabel_loss_reference, soft_labels
 from .loss import simlabel_loss
+from .validation import check_errors
 
 __all__ = [
     "KernelFlag",
     "SimLabelOptions",
     "SimLabelOutput",
+    "check_errors",
     "closed_form_forward",
     "confidence",
     "simlabel_loss",

@@ -149,7 +149,10 @@ class SimLabelOutput(NamedTuple):
     ``n_ce`` / ``n_kl`` their term counts (int64 scalars) so that data-parallel callers can normalise with
     globally reduced counts. Per entry [B, A]: ``confidence`` (float, 0 where there is no soft label),
     ``soft_argmax`` (int64, -1 where there is no soft label) and ``impute_mask`` (bool; only in mode
-    ``"simlabel+confidence"``: a soft entry whose confidence is >= threshold).
+    ``"simlabel+confidence"``: a soft entry whose confidence is >= threshold). ``errors`` (int64 [2]): where the op
+    recorded bad input instead of raising (CUDA with ``checks="deferred"``), the row-major flat index of the first
+    bad label and of the first bad similarity entry, :data:`~simlabel_ext.kernels.NO_ERROR` where none;
+    :func:`~simlabel_ext.ops.validation.check_errors` raises from it.
     """
 
     loss: torch.Tensor
@@ -160,6 +163,7 @@ class SimLabelOutput(NamedTuple):
     confidence: torch.Tensor
     soft_argmax: torch.Tensor
     impute_mask: torch.Tensor
+    errors: torch.Tensor
 
 
 def combine_loss(ce_sum, kl_sum, n_ce, n_kl, options: SimLabelOptions) -> torch.Tensor:

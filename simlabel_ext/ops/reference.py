@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from ..kernels.flags import NO_ERROR
 from .options import LOG_Q_FLOOR, SimLabelOptions, SimLabelOutput, combine_loss
 from .validation import check_inputs
 
@@ -161,4 +162,5 @@ def simlabel_loss_reference(
         if options.imputes:
             impute = soft & (conf >= options.threshold)
     loss = combine_loss(ce_sum, kl_sum, n_ce, n_kl, options)
-    return SimLabelOutput(loss, ce_sum, kl_sum, n_ce, n_kl, conf, argmax, impute)
+    errors = torch.full((2,), NO_ERROR, dtype=torch.int64, device=logits.device)  # check_inputs raised instead
+    return SimLabelOutput(loss, ce_sum, kl_sum, n_ce, n_kl, conf, argmax, impute, errors)
