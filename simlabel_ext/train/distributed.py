@@ -54,6 +54,15 @@ class Distributed:
         dist.all_gather(parts, padded)
         return torch.cat([p[: int(k)] for p, k in zip(parts, sizes)]).to(rows.device)
 
+    def all_gather_stacked(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``[world_size, *tensor.shape]``: every rank's ``tensor`` (the same shape on every rank), on the device,
+        without reading the host (unlike :meth:`all_gather_rows`, whose sizes may differ)."""
+        if not self.active:
+            return tensor.unsqueeze(0)
+        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.stack(parts)
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier()

@@ -39,8 +39,14 @@ class ShardedBatches:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(epoch))
         return self.items[torch.randperm(len(self.items), generator=generator)]
 
-    def epoch(self, epoch: int) -> Iterator[torch.Tensor]:
-        """This rank's item indices for each step of ``epoch`` (int64 ``[b]``, ``b`` may be 0)."""
+    def global_epoch(self, epoch: int) -> Iterator[torch.Tensor]:
+        """Every rank's items of each step of ``epoch``, the global batch (int64 ``[<= batch_size]``); rank ``r``'s
+        shard is ``batch[r::world_size]``, so every rank knows every shard without communication."""
         order = self.permutation(epoch)
         for start in range(0, len(order), self.batch_size):
-            yield order[start:start + self.batch_size][self.rank::self.world_size]
+            yield order[start:start + self.batch_size]
+
+    def epoch(self, epoch: int) -> Iterator[torch.Tensor]:
+        """This rank's item indices for each step of ``epoch`` (int64 ``[b]``, ``b`` may be 0)."""
+        for batch in self.global_epoch(epoch):
+            yield batch[self.rank::self.world_size]

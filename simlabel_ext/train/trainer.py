@@ -7,14 +7,16 @@ imputed labels in an :class:`~simlabel_ext.imputation.ImputationStore`.
 One optimizer step:
 
 1. this rank's share of the global batch → ``logits [b, A, C]`` → the op's loss *sums* and term counts;
-2. the counts are all-reduced, so the loss is normalised by the global counts (``reduction`` of the config) and
-   scaled by the world size, which DDP's gradient averaging undoes: the step equals a one-process step on the
-   whole global batch;
+2. the counts are all-reduced on the device, so the loss is normalised by the global counts (``reduction`` of the
+   config) and scaled by the world size, which DDP's gradient averaging undoes: the step equals a one-process
+   step on the whole global batch;
 3. backward, gradient clipping, AdamW, learning-rate schedule;
-4. in ``simlabel+confidence`` mode, the entries the op selected for imputation are all-gathered, put in
-   (item, annotator) order, written to the store (observed labels are never touched) and applied to the engine
-   incrementally; the next step uses the refreshed similarity (unless ``similarity_labels = "observed"``, which
-   keeps the similarity of the observed labels).
+4. the step's one read of the host (:mod:`.exchange`): the op's error word (a bad label or similarity raises
+   here, named), the loss parts, and in ``simlabel+confidence`` mode every rank's imputation selection
+   (all-gathered on the device); the selected entries, in (item, annotator) order, are written to the store
+   (observed labels are never touched) and applied to the engine incrementally; the next step uses the
+   refreshed similarity (unless ``similarity_labels = "observed"``, which keeps the similarity of the observed
+   labels).
 
 The similarity is computed from the *training* split's observed labels plus the imputed ones: validation and
 test labels never influence training. Every rank holds the same store and engine.
@@ -41,7 +43,7 @@ from .._version import __version__
 from ..data import CrowdDataset
 from ..fitted import FittedModel
 from ..imputation import ImputationStore
-from ..ops import simlabel_loss
+from ..ops import check_errors, simlabel_loss
 from ..ops.options import combine_loss
 from ..registry import get_registry
 from ..registry.hookspecs import resolve_options
@@ -51,7 +53,7 @@ from . import checkpoint as ckpt
 from .config import LAM_AUTO, TrainConfig, write_config
 from .distributed import Distributed, pick_device
 from .evaluate import SplitMetrics, evaluate_split
-from .exchange import exchange_imputations
+from .exchange import pack_step, read_step, selected_entries
 from .sampler import ShardedBatches
 from .schedule import build_optimizer, kl_weight
 
@@ -163,10 +165,13 @@ class Trainer:
         self.initial_kappa = self.engine.kappa()
         self.initial_similarity = self.engine.similarity()
         self.initial_overlap = self.engine.overlap()
-        self._similarity_cpu = self.initial_similarity.clone()
         device = self.dist.device
+        # S on the host (the engine writes into it; pinned on CUDA, so the copy to the device does not block)
+        self._similarity_cpu = self.initial_similarity.clone().pin_memory() if device.type == "cuda" else \
+            self.initial_similarity.clone()
         self.similarity = self._similarity_cpu.to(device)
         self.inputs = data.inputs.to(device)
+        self._train_labels_device = self.train_labels.to(device)
         self.batches = ShardedBatches(data.split.train, config.batch_size, config.seed, self.dist.rank,
                                       self.dist.world_size)
         torch.manual_seed(config.seed)
@@ -241,48 +246,53 @@ class Trainer:
     def refresh_similarity(self) -> None:
         """Copy the engine's similarity into the ``[A, A]`` tensor the steps read (on the training device)."""
         self.engine.similarity(out=self._similarity_cpu)
-        self.similarity.copy_(self._similarity_cpu)
+        # non-blocking from pinned memory on CUDA: the next write into the host buffer comes after the next step's
+        # read of the host, by which time this copy has finished
+        self.similarity.copy_(self._similarity_cpu, non_blocking=True)
 
-    def _step(self, items: torch.Tensor, lam: float, totals: torch.Tensor) -> None:
-        config, device = self.config, self.dist.device
+    def _step(self, batch: torch.Tensor, lam: float, totals: torch.Tensor) -> None:
+        """One optimizer step on the global ``batch`` (this rank takes ``batch[rank::world_size]``). It reads the
+        host once, after the optimizer step: the op's error word, the loss parts and the imputation selection of
+        every rank in one copy (:mod:`.exchange`)."""
+        config, device, dist = self.config, self.dist.device, self.dist
+        items = batch[dist.rank::dist.world_size]
+        on_device = _to_device(items, device)
         options = config.simlabel.replace(lam=lam)
-        labels = (self.store.labels(items) if config.imputed_as_targets else self.train_labels[items]).to(device)
-        out = self.network(self.inputs[items.to(device)], labels)
-        step = simlabel_loss(out.logits, labels, self.similarity, options, backend=config.backend)
+        if config.imputed_as_targets:
+            labels = _to_device(self.store.labels(items), device)
+        else:
+            labels = self._train_labels_device[on_device]
+        out = self.network(self.inputs[on_device], labels)
+        step = simlabel_loss(out.logits, labels, self.similarity, options, backend=config.backend, checks="deferred")
         # the loss of the global batch: sums normalised by the counts of every rank (reduction of the options)
-        counts = self.dist.all_reduce_sum(torch.stack([step.n_ce, step.n_kl]).cpu())
-        loss = combine_loss(step.ce_sum, step.kl_sum, counts[0].to(device), counts[1].to(device), options)
-        loss = loss * self.dist.world_size + out.aux_loss
+        counts = dist.all_reduce_sum(torch.stack([step.n_ce, step.n_kl]))
+        loss = combine_loss(step.ce_sum, step.kl_sum, counts[0], counts[1], options)
+        loss = loss * dist.world_size + out.aux_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
         self.optimizer.step()
         self.scheduler.step()
-        totals += torch.stack([step.ce_sum.detach().double().cpu(), step.kl_sum.detach().double().cpu(),
-                               step.n_ce.double().cpu(), step.n_kl.double().cpu()])
-        if options.imputes and self.epoch >= config.impute_start_epoch:
-            self._impute(items, step.impute_mask, step.soft_argmax, step.confidence)
+        imputing = options.imputes and self.epoch >= config.impute_start_epoch
+        shard = -(-len(batch) // dist.world_size)
+        read = read_step(pack_step(dist, step.errors, step.ce_sum, step.kl_sum, step.n_ce, step.n_kl,
+                                   (step.impute_mask, step.soft_argmax, step.confidence) if imputing else None, shard))
+        check_errors(read.errors, labels, self.similarity, self.dataset.num_classes)
+        totals += torch.from_numpy(read.totals)
+        if imputing:
+            self._impute(*selected_entries(read.entries, batch.numpy(), dist.world_size))
         self.global_step += 1
 
-    def _impute(self, items, mask, classes, confidence) -> None:
-        """Apply every rank's selected entries to the store and the engine, then refresh S.
-
-        The selection runs in NumPy: a step handles a few hundred entries, where NumPy's per-call cost is far lower.
-        """
-        items = items.numpy()
-        classes = classes.cpu().numpy()
+    def _impute(self, items, annotators, classes, confidence, mask) -> None:
+        """Apply the step's selected entries (every rank's, in (item, annotator) order) to the store and the engine,
+        then refresh S. In NumPy: a step handles a few hundred entries, where NumPy's per-call cost is far lower."""
         # An entry re-selected with the class it already holds changes nothing (the store keeps its provenance).
-        mask = mask.cpu().numpy() & (classes != self.store.classes.numpy()[items])
-        if not self.dist.active and not mask.any():
+        keep = mask & (classes != self.store.classes.numpy()[items, annotators])
+        if not keep.any():
             return
-        rows, annotators = np.nonzero(mask)
-        items, classes = items[rows], classes[rows, annotators]
-        confidence = confidence.detach().float().cpu().numpy()[rows, annotators]
-        items, annotators, classes, confidence = exchange_imputations(self.dist, items, annotators, classes,
-                                                                      confidence, self.dataset.num_annotators)
-        change = self.store.update(items, annotators, classes, confidence, epoch=self.epoch + 1,
-                                   step=self.global_step)
+        change = self.store.update(items[keep], annotators[keep], classes[keep], confidence[keep],
+                                   epoch=self.epoch + 1, step=self.global_step)
         if len(change) and self.config.similarity_labels == "observed+imputed":
             self.engine.set_labels(change.items, change.annotators, change.classes)
             self.refresh_similarity()
@@ -305,7 +315,7 @@ class Trainer:
         lam = kl_weight(config.step_lam, self.epoch, config.lam_warmup_epochs)
         totals = torch.zeros(4, dtype=torch.float64)
         self.network.train()
-        steps = self.batches.epoch(self.epoch)
+        steps = self.batches.global_epoch(self.epoch)
         bar = None
         if self.dist.is_main and config.progress and sys.stderr.isatty():
             from tqdm import tqdm
@@ -313,8 +323,8 @@ class Trainer:
             bar = tqdm(steps, total=len(self.batches), desc=f"epoch {self.epoch + 1}/{config.epochs}", leave=False,
                        file=sys.stderr, unit="step")
             steps = bar
-        for items in steps:
-            self._step(items, lam, totals)
+        for batch in steps:
+            self._step(batch, lam, totals)
         if bar is not None:
             bar.close()
         totals = self.dist.all_reduce_sum(totals)
@@ -442,6 +452,14 @@ class Trainer:
                 f"{1 - present / max(1, n_train * data.num_annotators):.1%} missing), model {config.model}, "
                 f"mode {config.simlabel.mode}, seed {config.seed}, missing rate {config.missing_rate}, "
                 f"{self.dist.world_size} process(es) on {self.dist.device}, {len(self.batches)} steps per epoch")
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device``; to CUDA through pinned memory without blocking (the host allocator keeps the
+    staging block until the copy is done)."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def _epoch_line(r: dict[str, Any], epochs: int, improved: bool) -> str:
