@@ -12,11 +12,10 @@ Public API (one road for the data, ARCHITECTURE in README):
 import torch  # noqa: F401  (must be imported before the compiled extension)
 
 from ._version import __version__
-
 from .data import AnnotationMatrix, read_long, read_wide, write_long, write_wide
+from .estimator import SimLabel
 from .ops import SimLabelOptions, SimLabelOutput, simlabel_loss, simlabel_loss_reference
 from .similarity import DEFAULT_N0, SimilarityEngine
-from .estimator import SimLabel
 
 __all__ = [
     "DEFAULT_N0",

@@ -34,8 +34,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import (AnnotationMatrix, Annotations, CrowdDataset, FeatureScaling, FeatureTable, InputSpec, Split,
-                   annotations_from, plain)
+from .data import (
+    AnnotationMatrix,
+    Annotations,
+    CrowdDataset,
+    FeatureScaling,
+    FeatureTable,
+    InputSpec,
+    Split,
+    annotations_from,
+    plain,
+)
 from .fitted import FittedModel, class_softmax
 from .rundir import RunDirectory
 from .train import TrainConfig, TrainResult, fit_run, option_fields

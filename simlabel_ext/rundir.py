@@ -6,7 +6,7 @@ all go through :class:`RunDirectory`; nothing else knows a file name. The files:
 - ``config.toml``: the resolved configuration (:func:`simlabel_ext.train.write_config`);
 - ``train.log``: one line per epoch, and the run's first and last lines;
 - ``metrics.json``: per-annotator test accuracy with test counts, Avg over annotators, micro accuracy, the number
-  of imputations and their accuracy where labels were removed on purpose, best epoch with its validation loss,
+  of imputations and their accuracy on hidden labels (removed on purpose, or a simulated crowd's), best epoch with its validation loss,
   Avg and micro accuracy, steps, time; written last, so its presence marks a finished run;
 - ``history.json``: one record per epoch (loss parts and term counts, λ, learning rate, imputed so far and their
   accuracy, mean similarity, validation loss / Avg / micro, seconds);
@@ -15,6 +15,11 @@ all go through :class:`RunDirectory`; nothing else knows a file name. The files:
   :func:`simlabel_ext.data.read_long`);
 - ``similarity.npz``: ``kappa_initial``, ``kappa_final``, ``similarity_initial``, ``similarity_final``
   (``[A, A]``), ``overlap_initial`` (shared training items per pair) and ``annotators`` (ids);
+- ``predictions.npz``: the class names ``classes``, per item ``split`` (int8 ``[N]``: 0 train, 1 validation, 2 test, -1 none), and int16
+  ``[N, A]`` arrays with -1 for none: ``labels`` (what the run was given), ``hidden`` (labels the data set knows
+  but withheld: removed on purpose, or a simulated crowd's), ``imputed`` (the imputed labels at the end) and
+  ``prediction`` (the best model's predicted label for every item and annotator); what the report's paired
+  bootstrap and its imputation baselines read;
 - ``model.pt``: the fitted model of the best validation epoch (:class:`simlabel_ext.fitted.FittedModel`), what
   ``simlabel predict`` reads;
 - ``checkpoints/``: ``epoch-NNNN.pt`` (the newest two) and ``best.pt`` (:mod:`simlabel_ext.train.checkpoint`).
@@ -91,6 +96,10 @@ class RunDirectory:
         return self.path / "similarity.npz"
 
     @property
+    def predictions_path(self) -> Path:
+        return self.path / "predictions.npz"
+
+    @property
     def model_path(self) -> Path:
         return self.path / "model.pt"
 
@@ -136,14 +145,16 @@ class RunDirectory:
             fh.write(line + "\n")
 
     def write_outputs(self, metrics: dict[str, Any], history: list[dict[str, Any]], imputed: pd.DataFrame,
-                      similarity: dict[str, np.ndarray], annotators: list[str]) -> None:
+                      similarity: dict[str, np.ndarray], annotators: list[str],
+                      predictions: dict[str, np.ndarray]) -> None:
         """A finished run's files: history, imputed labels (columns :data:`IMPUTED_COLUMNS`), similarity
-        statistics, then ``metrics.json`` last (its presence marks the run finished)."""
+        statistics, predictions, then ``metrics.json`` last (its presence marks the run finished)."""
         write_json(self.history_path, history)
         write_atomic(self.imputed_path, lambda fh: imputed.to_csv(
             fh, index=False, columns=list(IMPUTED_COLUMNS), float_format="%.6f", lineterminator="\n"))
         write_atomic(self.similarity_path, lambda fh: np.savez(fh, annotators=np.array(annotators), **similarity),
                      binary=True)
+        write_atomic(self.predictions_path, lambda fh: np.savez_compressed(fh, **predictions), binary=True)
         write_json(self.metrics_path, metrics)
 
     def _acquire(self) -> int:
@@ -178,6 +189,11 @@ class RunDirectory:
     def similarity(self) -> dict[str, np.ndarray]:
         """The arrays of ``similarity.npz`` (annotator ids as strings)."""
         with np.load(self.similarity_path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+
+    def predictions(self) -> dict[str, np.ndarray]:
+        """The arrays of ``predictions.npz`` (see the module docstring)."""
+        with np.load(self.predictions_path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
 
     def imputed_labels(self, text: bool = False) -> pd.DataFrame:

@@ -25,7 +25,12 @@ from pathlib import Path
 import torch
 import torch.distributed as tdist
 
-from simlabel_ext.train import TrainConfig, Trainer, init_distributed, shutdown_distributed
+from simlabel_ext.train import (
+    TrainConfig,
+    Trainer,
+    init_distributed,
+    shutdown_distributed,
+)
 
 STORE_FIELDS = ("classes", "confidence", "epoch", "step", "revisions")
 

@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 
 from simlabel_ext.cli import main
+from simlabel_ext.report.paired import avg_accuracy, paired_gain, split_outcome
+from simlabel_ext.rundir import RunDirectory
 from simlabel_ext.train import TrainConfig, load_config, option_fields
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -29,7 +31,8 @@ DATA = ["--preset", "custom", "--annotators", "4", "--classes", "3"]
 TRAIN = ["--no-progress", "--lr", "1e-2", "--device", "cpu"]
 TINY = [*DATA, "--items", "120", "--epochs", "2", *TRAIN, "--threads", "1"]
 MODES = ["skip", "simlabel", "simlabel+confidence"]
-PNGS = ["similarity_heatmap.png", "accuracy_by_annotator.png", "avg_vs_missing_rate.png", "imputations.png"]
+PNGS = ["similarity_heatmap.png", "accuracy_by_annotator.png", "avg_vs_missing_rate.png", "gain_vs_skip.png",
+        "imputations.png"]
 
 
 def status(argv) -> int:
@@ -180,7 +183,11 @@ def test_compare_end_to_end(compared):
     assert len(run_dirs(out)) == 12
     for r in runs:
         on_disk = json.loads((Path(r["run_dir"]) / "metrics.json").read_text())
-        assert {k: v for k, v in r.items() if k != "run_dir"} == on_disk
+        assert {k: v for k, v in r.items() if k not in ("run_dir", "imputation_baselines")} == on_disk
+        assert ("imputation_baselines" in r) == (r["mode"] == "simlabel+confidence")
+        # predictions.npz scores the test split exactly as the run did
+        test = split_outcome(RunDirectory(r["run_dir"]).predictions())
+        assert avg_accuracy(test, np.ones((1, len(test.correct))))[0] == pytest.approx(r["avg_accuracy"], abs=1e-12)
         config = load_config(Path(r["run_dir"]) / "config.toml")
         assert (config.simlabel.mode, config.seed, config.missing_rate, config.epochs) == (r["mode"], r["seed"],
                                                                                     r["missing_rate"], 2)
@@ -201,6 +208,12 @@ def test_compare_end_to_end(compared):
         assert t["gain_mean"] == pytest.approx(statistics.mean(gains), abs=1e-12)
         assert t["gain_std"] == pytest.approx(statistics.stdev(gains), abs=1e-12)
         assert t["imputations_mean"] == statistics.mean(m["imputations"] for m in members)
+        if t["mode"] != "skip":  # the criterion, recomputed from the runs' predictions
+            outcome = {(m["seed"], m["mode"]): split_outcome(RunDirectory(m["run_dir"]).predictions())
+                       for m in runs if m["missing_rate"] == t["missing_rate"]}
+            g = paired_gain([(s, outcome[s, t["mode"]], outcome[s, "skip"]) for s in (0, 1)])
+            assert (t["gain_low"], t["gain_high"], t["verdict"]) == (g.low, g.high, g.verdict)
+            assert t["gain_se"] == pytest.approx(statistics.stdev(gains) / 2 ** 0.5, abs=1e-12)
         for k, ann in enumerate(["A1", "A2", "A3", "A4"]):
             assert t["per_annotator"][ann]["test_count"] == sum(m["annotators"][k]["test_count"] for m in members)
     md = (out / "results.md").read_text()

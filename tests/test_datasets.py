@@ -204,6 +204,30 @@ def test_crowd_dataset_checks_removed_labels():
         small_dataset(removed=removed)
 
 
+def test_hidden_labels_are_the_removed_or_the_simulated_ones():
+    # matrix [[0, 1], [1, -1], [-1, 1], [0, 0]]; items 0, 1 train
+    assert (small_dataset().hidden_labels == -1).all()                       # real data, nothing removed
+    complete = torch.tensor([[0, 1], [1, 0], [1, 1], [0, 0]])
+    ds = small_dataset(complete=complete)
+    assert ds.hidden_labels.tolist() == [[-1, -1], [-1, 0], [1, -1], [-1, -1]]
+    original = from_arrays([[0, 1], [1, 1], [-1, 1], [0, 0]])
+    removed = torch.zeros(4, 2, dtype=torch.bool)
+    removed[1, 1] = True
+    ds = small_dataset(removed=removed, original=original)
+    assert ds.hidden_labels.tolist() == [[-1, -1], [-1, 1], [-1, -1], [-1, -1]]
+
+
+@pytest.mark.parametrize("complete, message", [
+    (torch.zeros(4, 3, dtype=torch.int64), r"complete must be an int64 tensor of shape \(4, 2\)"),
+    (torch.zeros(4, 2, dtype=torch.int32), "int64"),
+    (torch.tensor([[0, 1], [1, 2], [0, 1], [0, 0]]), r"complete\[1, 1\] = 2 is outside 0..1"),
+    (torch.tensor([[0, 1], [0, 0], [0, 1], [0, 0]]), r"complete\[1, 0\] = 0 differs from the observed label 1"),
+])
+def test_complete_labels_are_checked(complete, message):
+    with pytest.raises(ValueError, match=message):
+        small_dataset(complete=complete)
+
+
 def test_standardize_uses_training_rows_only():
     x = torch.tensor([[1.0, 5.0], [3.0, 5.0], [100.0, 7.0]])
     z = standardize(x, torch.tensor([0, 1]))
@@ -260,6 +284,20 @@ def test_synthetic_amer2_overall_missing_rate_is_79_percent(registry):
     ds = registry.load_dataset("synthetic")                              # the default preset
     assert ds.num_items == 2311
     assert 100 * ds.annotations.summary().missing_rate == pytest.approx(79.0, abs=0.05)
+
+
+def test_synthetic_complete_labels_hold_the_sampled_ones_and_follow_the_confusions(registry):
+    ds = registry.load_dataset("synthetic", preset="amer2-like", seed=3, missing_rate=0.3)
+    full, real = ds.complete, ds.original.labels
+    assert full is not None and full.shape == real.shape and (full >= 0).all()
+    assert torch.equal(full[real >= 0], real[real >= 0])
+    # the unsampled entries are as accurate as the sampled ones (the same draw): within 2 points
+    truth = ds.truth.unsqueeze(1).expand_as(full)
+    seen, unseen = real >= 0, real < 0
+    assert abs(float((full[seen] == truth[seen]).double().mean())
+               - float((full[unseen] == truth[unseen]).double().mean())) < 0.02
+    hidden = ds.hidden_labels
+    assert torch.equal(hidden >= 0, ds.annotations.labels < 0)              # every missing entry is known
 
 
 def test_synthetic_features_are_informative(registry):

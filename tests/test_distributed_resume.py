@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed
-
 from test_distributed import Job
 from test_resume import outputs as run_outputs
 

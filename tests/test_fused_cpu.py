@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from simlabel_ext.ops import KernelFlag, SimLabelOptions, simlabel_loss_reference
-
 from test_fused_op import flags
 from test_reference_loss import SOFT_LABEL_OPTIONS
+
+from simlabel_ext.ops import KernelFlag, SimLabelOptions, simlabel_loss_reference
 
 try:
     from simlabel_ext import _C

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_reference_loss import ALL_OPTIONS, option_id, random_case
 
 from simlabel_ext import simlabel_loss
-from simlabel_ext.ops import SimLabelOptions, simlabel_loss_reference
-from simlabel_ext.ops import closed_form_forward
+from simlabel_ext.ops import (
+    SimLabelOptions,
+    closed_form_forward,
+    simlabel_loss_reference,
+)
 from simlabel_ext.ops.fused import fused_forward
-
-from test_reference_loss import ALL_OPTIONS, option_id, random_case
 
 #: The op always returns sums; ``reduction`` and ``lam`` only combine them afterwards.
 OP_OPTIONS = [o for o in ALL_OPTIONS if o.reduction == "mean"]

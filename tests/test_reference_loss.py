@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from simlabel_ext.ops import SimLabelOptions, confidence, simlabel_loss, simlabel_loss_reference, soft_labels
+from simlabel_ext.ops import (
+    SimLabelOptions,
+    confidence,
+    simlabel_loss,
+    simlabel_loss_reference,
+    soft_labels,
+)
 from simlabel_ext.ops.options import LOG_Q_FLOOR
 
 SOFT_LABEL_OPTIONS = [

@@ -17,7 +17,6 @@ import torch
 from simlabel_ext.cli import main
 from simlabel_ext.data import CrowdDataset, from_arrays, make_dataset
 from simlabel_ext.models import AnnotatorModel, InputSpec, ModelOutput
-from simlabel_ext.registry import manager
 from simlabel_ext.registry import (
     DatasetSpec,
     DuplicateNameError,
@@ -28,6 +27,7 @@ from simlabel_ext.registry import (
     UnknownNameError,
     get_registry,
     hookimpl,
+    manager,
 )
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "third_party_plugin"

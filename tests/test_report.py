@@ -16,7 +16,13 @@ import pytest
 matplotlib = pytest.importorskip("matplotlib")
 import matplotlib.image  # noqa: E402
 
-from simlabel_ext.report import FIGURES, aggregate, markdown_tables, write_csv, write_report  # noqa: E402
+from simlabel_ext.report import (  # noqa: E402
+    FIGURES,
+    aggregate,
+    markdown_tables,
+    write_csv,
+    write_report,
+)
 from simlabel_ext.report.plots import (  # noqa: E402
     cluster_order,
     plot_accuracy_by_annotator,
@@ -169,27 +175,29 @@ def test_markdown_tables_cells():
     text = markdown_tables(aggregate(grid_runs()))
     assert text.index("### natural missingness") < text.index("### extra missing rate 0.2 ")
     natural = table_lines(text, "natural missingness")
-    header = ["Model", "Mode", "A1", "A2", "A3", "Avg", "Δ Skip", "micro", "imputed", "imp. acc"]
+    header = ["Model", "Mode", "A1", "A2", "A3", "Avg", "Δ Skip", "95 % CI", "verdict", "micro", "imputed",
+              "imp. acc", "majority", "own Skip"]
     assert natural[0] == header
     assert natural[1][:2] == ["---", "---"] and set(natural[1][2:]) == {"---:"}
     assert natural[2] == ["heads", "skip", "50.0 ± 25.0", "33.3 ± 28.9", "60.0 ± 0.0", "**45.0 ± 5.0**", "–",
-                          "50.0 ± 10.0", "–", "–"]
+                          "–", "–", "50.0 ± 10.0", "–", "–", "–", "–"]
+    # Δ Skip: mean ± standard error of the paired gains (+10, +2, +12: std 5.29, SE 3.06); no predictions, no interval
     assert natural[3] == ["heads", "simlabel", "50.7 ± 1.2", "50.7 ± 1.2", "60.0 ± 14.1", "**53.0 ± 3.6**",
-                          "+8.0 ± 5.3", "63.3 ± 7.6", "–", "–"]
+                          "+8.0 ± 3.1", "–", "–", "63.3 ± 7.6", "–", "–", "–", "–"]
     assert len(natural) == 4
     assert "3 seed(s) (0, 1, 2)" in text
     removed = table_lines(text, "extra missing rate 0.2 of the training labels removed")
     assert removed[2][5] == "**45.0 ± 7.1**"
-    assert removed[3][5:7] == ["**50.0 ± 0.0**", "+5.0 ± 7.1"]
+    assert removed[3][5:7] == ["**50.0 ± 0.0**", "+5.0 ± 5.0"]
     assert removed[4] == ["heads", "simlabel+confidence", "52.0 ± 11.3", "52.0 ± 11.3", "52.0 ± 11.3",
-                          "**52.0 ± 11.3**", "+7.0 ± 4.2", "52.0 ± 11.3", "12", "65.0"]
+                          "**52.0 ± 11.3**", "+7.0 ± 3.0", "–", "–", "52.0 ± 11.3", "12", "65.0", "–", "–"]
     assert "2 seed(s) (0, 1)" in text
 
 
 def test_markdown_negative_gain_has_its_sign():
     runs = [metrics("skip", 0, 0.0, 0.6, 0.6, [0.6], [1]), metrics("simlabel", 0, 0.0, 0.45, 0.45, [0.45], [1])]
     cells = table_lines(markdown_tables(aggregate(runs)), "natural missingness")
-    assert cells[3][4] == "-15.0 ± 0.0"
+    assert cells[3][4] == "-15.0"  # one seed: no standard error
 
 
 @pytest.mark.parametrize("num_annotators", [MAX_ANNOTATOR_COLUMNS, MAX_ANNOTATOR_COLUMNS + 1])
@@ -202,13 +210,15 @@ def test_markdown_leaves_out_per_annotator_columns_above_the_limit(num_annotator
     header = table_lines(text, "natural missingness")[0]
     names = [f"A{k + 1}" for k in range(num_annotators)]
     if num_annotators <= 13:
-        assert header == ["Model", "Mode", *names, "Avg", "Δ Skip", "micro", "imputed", "imp. acc"]
+        assert header == ["Model", "Mode", *names, "Avg", "Δ Skip", "95 % CI", "verdict", "micro", "imputed",
+                          "imp. acc", "majority", "own Skip"]
         assert "per-annotator columns are in results.csv" not in text
     else:
-        assert header == ["Model", "Mode", "Avg", "Δ Skip", "micro", "imputed", "imp. acc"]
+        assert header == ["Model", "Mode", "Avg", "Δ Skip", "95 % CI", "verdict", "micro", "imputed", "imp. acc",
+                          "majority", "own Skip"]
         assert "14 annotators: per-annotator columns are in results.csv" in text
         assert table_lines(text, "natural missingness")[3] == [
-            "heads", "simlabel", "**60.0 ± 0.0**", "+10.0 ± 0.0", "50.0 ± 0.0", "–", "–"
+            "heads", "simlabel", "**60.0 ± 0.0**", "+10.0", "–", "–", "50.0 ± 0.0", "–", "–", "–", "–"
         ]  # fmt: skip
 
 
@@ -220,20 +230,22 @@ def test_write_csv_round_trip(tmp_path):
     with open(path, newline="", encoding="utf-8") as fh:
         read = list(csv.DictReader(fh))
     assert list(read[0]) == ["missing_rate", "model", "mode", "seeds", "avg_mean", "avg_std", "gain_mean",
-                             "gain_std", "micro_mean", "micro_std", "imputations_mean", "imputation_accuracy_mean",
-                             "acc_A1", "acc_A2", "acc_A3"]
+                             "gain_std", "gain_se", "gain_low", "gain_high", "verdict", "micro_mean", "micro_std",
+                             "imputations_mean", "imputation_accuracy_mean", "imputations_scored_mean",
+                             "imputation_majority_mean", "imputation_own_skip_mean", "acc_A1", "acc_A2", "acc_A3"]
     assert len(read) == len(rows)
     for r, back in zip(rows, read):
         assert (float(back["missing_rate"]), back["model"], back["mode"]) == (r["missing_rate"], r["model"], r["mode"])
         assert [int(s) for s in back["seeds"].split()] == r["seeds"]
         for field in ("avg_mean", "avg_std", "gain_mean", "gain_std", "micro_mean", "micro_std",
-                      "imputations_mean"):
+                      "imputations_mean") + (("gain_se",) if r["mode"] != "skip" else ()):
             assert float(back[field]) == r[field], field  # repr round trip: exact
         for a in ("A1", "A2", "A3"):
             assert float(back[f"acc_{a}"]) == r["per_annotator"][a]["mean"]
     # NaN (no imputation accuracy) is an empty cell; numbers stay fractions, not percentages
     assert read[0]["imputation_accuracy_mean"] == "" and float(read[4]["imputation_accuracy_mean"]) == pytest.approx(0.65)
     assert float(read[0]["avg_mean"]) == pytest.approx(0.45)
+    assert read[0]["verdict"] == read[1]["verdict"] == read[1]["gain_low"] == ""  # no predictions: no interval
 
 
 def test_write_csv_annotator_columns_are_the_union(tmp_path):

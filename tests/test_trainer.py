@@ -163,8 +163,8 @@ def check_run(trainer: Trainer, metrics: dict, out: Path) -> None:
     steps_per_epoch = math.ceil(n_train / config.batch_size)
     a, c = data.num_annotators, data.num_classes
 
-    for name in ("metrics.json", "history.json", "imputed_labels.csv", "similarity.npz", "config.toml", "train.log",
-                 "checkpoints/best.pt", f"checkpoints/epoch-{config.epochs:04d}.pt"):
+    for name in ("metrics.json", "history.json", "imputed_labels.csv", "similarity.npz", "predictions.npz",
+                 "config.toml", "train.log", "checkpoints/best.pt", f"checkpoints/epoch-{config.epochs:04d}.pt"):
         assert (out / name).is_file(), name
     assert "test: Avg" in (out / "train.log").read_text()
 
@@ -233,6 +233,21 @@ def check_run(trainer: Trainer, metrics: dict, out: Path) -> None:
     assert rec["val_loss"] == pytest.approx(val_ce, rel=1e-5)
     assert rec["val_micro"] == pytest.approx(sum(v_correct) / sum(v_count), abs=1e-12)
     assert rec["val_avg"] == pytest.approx(np.mean([x / n for x, n in zip(v_correct, v_count) if n]), abs=1e-6)
+
+    # predictions.npz: the split, what the run was given and withheld, the store, and the best model's argmax
+    with np.load(out / "predictions.npz", allow_pickle=False) as npz:
+        saved_predictions = {name: npz[name] for name in npz.files}
+    assert set(saved_predictions) == {"classes", "split", "labels", "hidden", "imputed", "prediction"}
+    assert saved_predictions["classes"].tolist() == list(data.annotations.class_names)
+    codes = saved_predictions["split"].tolist()
+    for code, items in enumerate((data.split.train, data.split.val, data.split.test)):
+        assert all(codes[i] == code for i in items.tolist())
+    assert np.array_equal(saved_predictions["labels"], data.annotations.labels.numpy())
+    assert np.array_equal(saved_predictions["hidden"], data.hidden_labels.numpy())
+    assert np.array_equal(saved_predictions["imputed"], trainer.store.classes.numpy())
+    with torch.no_grad():
+        expected = model.eval()(data.inputs).logits.argmax(-1)
+    assert np.array_equal(saved_predictions["prediction"], expected.numpy())
 
     # imputed_labels.csv: the store's entries with the data set's names
     check_csv(out / "imputed_labels.csv", trainer.store, data)
@@ -431,11 +446,13 @@ def test_imputation_store_engine_and_csv(imputed_run):
         assert int(back.labels[row_of[ann.item_ids[i]], k]) == c
     assert int((back.labels >= 0).sum()) == len(store)
 
-    # imputation accuracy on the labels removed on purpose, recounted
-    removed, original = data.removed, data.original.labels
-    scored = [(int(i), int(k)) for i, k in zip(entries["item"], entries["annotator"]) if removed[i, k]]
-    hits = sum(int(store.classes[i, k] == original[i, k]) for i, k in scored)
-    assert metrics["imputations_scored"] == len(scored) > 0
+    # imputation accuracy, recounted: a simulated crowd knows every annotator's label, so every imputed entry
+    # (removed on purpose or never sampled) is scored against it
+    complete = data.complete
+    scored = [(int(i), int(k)) for i, k in zip(entries["item"], entries["annotator"])]
+    hits = sum(int(store.classes[i, k] == complete[i, k]) for i, k in scored)
+    assert any(data.removed[i, k] for i, k in scored) and any(not data.removed[i, k] for i, k in scored)
+    assert metrics["imputations_scored"] == len(scored) == len(store) > 0
     assert metrics["imputation_accuracy"] == pytest.approx(hits / len(scored), abs=1e-12)
 
 
@@ -454,9 +471,10 @@ def test_validation_and_test_labels_never_reach_training(imputed_run, tmp_path):
     labels[held_out] = torch.where(labels[held_out] >= 0, scrambled[held_out], -1)
     original = data.original.labels.clone()
     original[held_out] = labels[held_out]
+    complete = torch.where(labels >= 0, labels, data.complete)  # the simulated crowd says what it was seen to say
     ids = (data.annotations.item_ids, data.annotations.annotator_ids, data.annotations.class_names)
     other = dataclasses.replace(data, annotations=AnnotationMatrix(labels, *ids),
-                                original=AnnotationMatrix(original, *ids))  # validated like any data set
+                                original=AnnotationMatrix(original, *ids), complete=complete)  # validated as any
     states2 = []
 
     def keep(t, record):

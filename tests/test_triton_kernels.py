@@ -305,7 +305,11 @@ def test_bad_arguments_are_refused():
 
 
 def test_path_heuristics():
-    from simlabel_ext.kernels.simlabel_triton import choose_path, grouped_config, tiled_config
+    from simlabel_ext.kernels.simlabel_triton import (
+        choose_path,
+        grouped_config,
+        tiled_config,
+    )
 
     assert choose_path(5, 10) == "grouped" and choose_path(44, 10) == "grouped" and choose_path(64, 16) == "grouped"
     assert choose_path(128, 16) == "grouped" and choose_path(32, 32) == "grouped" and choose_path(64, 32) == "sparse"

@@ -28,7 +28,14 @@ from typing import Any
 
 import torch
 
-from simlabel_ext.data import AnnotationMatrix, CrowdDataset, make_dataset, read_features, read_long, read_table
+from simlabel_ext.data import (
+    AnnotationMatrix,
+    CrowdDataset,
+    make_dataset,
+    read_features,
+    read_long,
+    read_table,
+)
 from simlabel_ext.models import InputSpec
 from simlabel_ext.registry import DatasetSpec, OptionSpec, hookimpl
 

@@ -30,7 +30,8 @@ Options: ``seed`` (int, 0), ``missing_rate`` (float, 0.0; see :mod:`simlabel_plu
 ``accuracy`` (float, 0.6: mean annotator accuracy), ``tendency`` (float, 0.8: share of a group's errors that
 go to its class ``m_g(c)``), and for ``preset=custom`` only: ``items`` (int, 1000), ``annotators`` (int, 10),
 ``classes`` (int, 5), ``missing`` (float, 0.8: mean per-annotator missing rate). Items are named ``"0".."N-1"``,
-annotators ``"A1".."AA"``, classes ``"0".."C-1"``; ``truth`` holds ``y``.
+annotators ``"A1".."AA"``, classes ``"0".."C-1"``; ``truth`` holds ``y``, and ``complete`` the label every
+annotator would have given every item (it scores imputed labels).
 """
 from __future__ import annotations
 
@@ -94,8 +95,10 @@ def _shape(options: dict[str, Any]) -> tuple[int, int, tuple[int, ...]]:
     return n, c, tuple(max(1, int(round((1.0 - r) * n))) for r in rates)
 
 
-def generate(options: dict[str, Any]) -> tuple[torch.Tensor, AnnotationMatrix, torch.Tensor]:
-    """``(features float32 [N, D], annotations [N, A], truth int64 [N])`` for resolved ``options``."""
+def generate(options: dict[str, Any]) -> tuple[torch.Tensor, AnnotationMatrix, torch.Tensor, torch.Tensor]:
+    """``(features float32 [N, D], annotations [N, A], truth int64 [N], complete int64 [N, A])`` for resolved
+    ``options``; ``complete`` holds every annotator's label on every item, of which ``annotations`` shows the
+    sampled entries."""
     n, c, counts = _shape(options)
     a, g, d = len(counts), options["groups"], options["dim"]
     separation, accuracy, tendency = options["separation"], options["accuracy"], options["tendency"]
@@ -124,15 +127,16 @@ def generate(options: dict[str, Any]) -> tuple[torch.Tensor, AnnotationMatrix, t
         [f"A{j + 1}" for j in range(a)],
         [str(k) for k in range(c)],
     )
-    return torch.from_numpy(x.astype(np.float32)), matrix, torch.from_numpy(y.astype(np.int64))
+    return (torch.from_numpy(x.astype(np.float32)), matrix, torch.from_numpy(y.astype(np.int64)),
+            torch.from_numpy(labels.astype(np.int64)))
 
 
 def load(options: dict[str, Any]) -> CrowdDataset:
     """The synthetic :class:`CrowdDataset` for resolved ``options``."""
-    x, matrix, truth = generate(options)
+    x, matrix, truth, complete = generate(options)
     return make_dataset(
         x, InputSpec("features", (x.shape[1],)), matrix, truth,
-        seed=options["seed"], missing_rate=options["missing_rate"],
+        seed=options["seed"], missing_rate=options["missing_rate"], complete=complete,
     )
 
 

@@ -24,7 +24,14 @@ from typing import Any
 
 import torch
 
-from simlabel_ext.models import AnnotatorLinear, AnnotatorModel, InputSpec, ModelOutput, build_encoder, check_input_spec
+from simlabel_ext.models import (
+    AnnotatorLinear,
+    AnnotatorModel,
+    InputSpec,
+    ModelOutput,
+    build_encoder,
+    check_input_spec,
+)
 from simlabel_ext.registry import ModelSpec, OptionSpec, hookimpl, resolve_options
 
 NAME = "heads"

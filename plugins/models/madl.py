@@ -66,7 +66,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from simlabel_ext.models import AnnotatorModel, InputSpec, ModelOutput, build_encoder, check_input_spec
+from simlabel_ext.models import (
+    AnnotatorModel,
+    InputSpec,
+    ModelOutput,
+    build_encoder,
+    check_input_spec,
+)
 from simlabel_ext.registry import ModelSpec, OptionSpec, hookimpl, resolve_options
 
 NAME = "madl"

@@ -16,8 +16,8 @@ from ..experiment import expand_grid, run_grid
 from ..ops.options import MODES
 from ..registry import get_registry
 from ..report import write_report
-from ..rundir import RunDirectory
 from ..report.tables import defined
+from ..rundir import RunDirectory
 from ..train import load_run_dataset
 from .train import add_config_arguments, resolve_config
 

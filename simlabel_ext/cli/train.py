@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import get_registry
-from ..train import TrainConfig, fit_run, init_distributed, load_config, option_fields, shutdown_distributed
+from ..train import (
+    TrainConfig,
+    fit_run,
+    init_distributed,
+    load_config,
+    option_fields,
+    shutdown_distributed,
+)
 from ..train.config import PRESETS
 from ..train.trainer import resolve_dataset_paths
 

@@ -16,13 +16,29 @@ reading problem raises :class:`AnnotationFormatError` naming the file, the line 
 from __future__ import annotations
 
 from .annotations import AnnotationMatrix, AnnotationSummary, from_arrays
-from .formats import (AnnotationFormatError, read_long, read_table, read_wide, utf8_error, write_long, write_table,
-                      write_wide)
+from .dataset import (
+                      SPLIT_FRACTIONS,
+                      CrowdDataset,
+                      FeatureScaling,
+                      Split,
+                      make_dataset,
+                      simulate_missing,
+                      split_items,
+                      standardize,
+)
 from .features import FeatureTable, read_features
+from .formats import (
+                      AnnotationFormatError,
+                      read_long,
+                      read_table,
+                      read_wide,
+                      utf8_error,
+                      write_long,
+                      write_table,
+                      write_wide,
+)
 from .frames import Annotations, annotations_from, plain
 from .inputs import INPUT_KINDS, InputSpec
-from .dataset import (SPLIT_FRACTIONS, CrowdDataset, FeatureScaling, Split, make_dataset, simulate_missing, split_items,
-                      standardize)
 
 __all__ = [
     "AnnotationFormatError",

@@ -13,7 +13,12 @@
 - ``original``: the matrix before that removal (its real labels score imputation accuracy), or ``None``;
 - ``scaling``: the :class:`FeatureScaling` that ``inputs`` went through (training-split statistics), or ``None``;
   a fitted model keeps it to scale new items the same way;
-- ``feature_names``: the names of the ``D`` feature columns (as in the data set's files), or ``None``.
+- ``feature_names``: the names of the ``D`` feature columns (as in the data set's files), or ``None``;
+- ``complete``: ``int64 [N, A]``, every annotator's label on every item, for simulated crowds that know it
+  (``None`` for real data). It scores imputed labels at entries that no real crowd could score.
+
+:attr:`CrowdDataset.hidden_labels` joins the last two sources: the labels the data set knows but does not give to
+training (removed ones, and a simulated crowd's unannotated entries), against which imputations are scored.
 
 Evaluation protocol (ALGORITHM.md §6): :func:`split_items` splits the items 70/15/15 with a seeded permutation;
 :func:`simulate_missing` removes each remaining training label independently with probability ``r`` (paper
@@ -32,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .inputs import InputSpec
 from .annotations import AnnotationMatrix
+from .inputs import InputSpec
 
 __all__ = ["CrowdDataset", "FeatureScaling", "SPLIT_FRACTIONS", "Split", "make_dataset", "simulate_missing", "split_items",
            "standardize"]
@@ -178,6 +183,7 @@ class CrowdDataset:
     original: AnnotationMatrix | None = None
     scaling: FeatureScaling | None = None
     feature_names: tuple[str, ...] | None = None
+    complete: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.annotations, AnnotationMatrix):
@@ -201,6 +207,8 @@ class CrowdDataset:
             raise ValueError("removed and original must be given together (or neither)")
         if self.removed is not None:
             self._check_removed(n, a)
+        if self.complete is not None:
+            self._check_complete(n, a)
         if self.input_spec.kind == "features":
             d = self.input_spec.shape[0]
             if self.scaling is not None and (tuple(self.scaling.mean.shape), tuple(self.scaling.std.shape)) != ((d,),) * 2:
@@ -245,6 +253,31 @@ class CrowdDataset:
             i, j = (int(v) for v in outside[0])
             raise ValueError(f"removed[{i}, {j}] is set but item {i} is not a training item")
 
+    def _check_complete(self, n: int, a: int) -> None:
+        full = self.complete
+        if not isinstance(full, torch.Tensor) or full.dtype != torch.int64 or tuple(full.shape) != (n, a):
+            raise ValueError(f"complete must be an int64 tensor of shape ({n}, {a}) or None")
+        bad = ((full < 0) | (full >= self.num_classes)).nonzero()
+        if len(bad):
+            i, j = (int(v) for v in bad[0])
+            raise ValueError(f"complete[{i}, {j}] = {int(full[i, j])} is outside 0..{self.num_classes - 1}")
+        real = (self.original if self.original is not None else self.annotations).labels
+        differ = ((real >= 0) & (real != full)).nonzero()
+        if len(differ):
+            i, j = (int(v) for v in differ[0])
+            raise ValueError(f"complete[{i}, {j}] = {int(full[i, j])} differs from the observed label {int(real[i, j])}")
+
+    @property
+    def hidden_labels(self) -> torch.Tensor:
+        """``int64 [N, A]``: labels known to the data set but not given to training (``complete`` where the
+        annotations are missing, else the removed ``original`` labels), ``-1`` elsewhere."""
+        given = self.annotations.labels
+        if self.complete is not None:
+            return self.complete.masked_fill(given >= 0, -1)
+        if self.removed is not None:
+            return self.original.labels.masked_fill(~self.removed, -1)
+        return torch.full_like(given, -1)
+
     @property
     def num_items(self) -> int:
         """N."""
@@ -272,10 +305,12 @@ def make_dataset(
     standardize_features: bool = False,
     fractions: Sequence[float] = SPLIT_FRACTIONS,
     feature_names: Sequence[str] | None = None,
+    complete: torch.Tensor | None = None,
 ) -> CrowdDataset:
     """The evaluation protocol in one call: split (``seed``), optional z-scoring with training statistics
     (features only), and removal of training labels with probability ``missing_rate`` (``seed``, own stream).
-    ``feature_names``: the names of the feature columns, kept with the data set (and by models fitted on it)."""
+    ``feature_names``: the names of the feature columns, kept with the data set (and by models fitted on it);
+    ``complete``: every annotator's label on every item, for a simulated crowd (see :class:`CrowdDataset`)."""
     split = split_items(annotations.num_items, seed, fractions)
     scaling = FeatureScaling.fit(inputs, split.train) if standardize_features else None
     if scaling is not None:
@@ -285,4 +320,4 @@ def make_dataset(
         original = annotations
         annotations, removed = simulate_missing(annotations, split.train, missing_rate, seed)
     return CrowdDataset(inputs, input_spec, annotations, truth, split, removed, original, scaling,
-                        None if feature_names is None else tuple(feature_names))
+                        None if feature_names is None else tuple(feature_names), complete)

@@ -33,7 +33,14 @@ import pluggy
 from ..data.dataset import CrowdDataset
 from ..models.contract import INPUT_KINDS, AnnotatorModel, InputSpec
 from . import hookspecs
-from .hookspecs import ENTRY_POINT_GROUP, PROJECT, DatasetSpec, ModelSpec, OptionSpec, resolve_options
+from .hookspecs import (
+    ENTRY_POINT_GROUP,
+    PROJECT,
+    DatasetSpec,
+    ModelSpec,
+    OptionSpec,
+    resolve_options,
+)
 
 __all__ = [
     "DuplicateNameError",

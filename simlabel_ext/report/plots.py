@@ -4,6 +4,7 @@
   paper's Figure 2 view), annotators ordered by :func:`cluster_order`; undefined pairs (no shared item) grey;
 - :func:`plot_accuracy_by_annotator`: per-annotator test accuracy by mode (one panel per model);
 - :func:`plot_avg_vs_missing_rate`: Avg accuracy against the missing rate by mode (one panel per model);
+- :func:`plot_gain_vs_skip`: each mode's paired gain over Skip with its bootstrap interval (one panel per rate);
 - :func:`plot_imputations`: number of imputed labels and their accuracy over epochs.
 """
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cluster_order", "plot_accuracy_by_annotator", "plot_avg_vs_missing_rate", "plot_imputations",
-           "plot_similarity_heatmaps"]
+__all__ = ["cluster_order", "plot_accuracy_by_annotator", "plot_avg_vs_missing_rate", "plot_gain_vs_skip",
+           "plot_imputations", "plot_similarity_heatmaps"]
 
 MODE_COLOURS = {"skip": "#7f7f7f", "simlabel": "#1f77b4", "simlabel+confidence": "#d62728"}
 
@@ -136,8 +137,43 @@ def plot_avg_vs_missing_rate(path: str | Path, rows: Sequence[Mapping[str, Any]]
     plt.close(fig)
 
 
+def plot_gain_vs_skip(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Per missing rate, a point per (model, mode other than Skip): the paired gain in Avg over Skip (points) with
+    its 95 % bootstrap interval (bar); filled where the verdict is *beats* or *worse*, hollow where inconclusive."""
+    plt = _pyplot()
+    rates = sorted({r["missing_rate"] for r in rows})
+    models = _models(rows)
+    modes = [m for m in _modes(rows) if m != "skip"]
+    fig, axes = plt.subplots(1, len(rates), figsize=(max(4.0, 0.9 * len(models) * len(modes) + 1.5) * len(rates),
+                                                     3.4), squeeze=False)
+    width = 0.8 / max(1, len(modes))
+    for ax, rate in zip(axes[0], rates):
+        for k, mode in enumerate(modes):
+            for j, model in enumerate(models):
+                match = [r for r in rows if (r["missing_rate"], r["model"], r["mode"]) == (rate, model, mode)]
+                if not match:
+                    continue
+                r, x = match[0], j + (k - (len(modes) - 1) / 2) * width
+                colour = MODE_COLOURS.get(mode)
+                if r["gain_low"] is not None and not math.isnan(r["gain_low"]):
+                    ax.vlines(x, 100 * r["gain_low"], 100 * r["gain_high"], color=colour, linewidth=2)
+                decided = r["verdict"] in ("beats", "worse")
+                ax.plot(x, 100 * r["gain_mean"], "o", color=colour, markerfacecolor=colour if decided else "white",
+                        label=mode if j == 0 else None)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlim(-0.6, len(models) - 0.4)
+        ax.set_xticks(range(len(models)), models)
+        ax.set_ylabel("Δ Avg over Skip (points)")
+        ax.set_title("natural missingness" if rate == 0 else f"extra missing rate {rate:g}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_imputations(path: str | Path, histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-    """Left: imputed labels over epochs; right: their accuracy on labels removed on purpose (where scored)."""
+    """Left: imputed labels over epochs; right: their accuracy on hidden labels (removed on purpose, or a simulated
+    crowd's), where scored."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     scored_any = False
@@ -154,9 +190,9 @@ def plot_imputations(path: str | Path, histories: Mapping[str, Sequence[Mapping[
     left.set_title("imputed labels (simlabel+confidence)")
     right.set_xlabel("epoch")
     right.set_ylabel("accuracy (%)")
-    right.set_title("imputation accuracy on removed labels")
+    right.set_title("imputation accuracy on hidden labels")
     if not scored_any:
-        right.text(0.5, 0.5, "no labels were removed on purpose\n(missing rate 0): nothing to score",
+        right.text(0.5, 0.5, "no hidden labels (real data at its natural\nmissingness): nothing to score",
                    ha="center", va="center", transform=right.transAxes)
     for ax in (left, right):
         if ax.get_legend_handles_labels()[0]:

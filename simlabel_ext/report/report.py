@@ -1,7 +1,8 @@
 """The report directory of a comparison: ``results.json``, ``results.md``, ``results.csv`` and the figures.
 
-It reads finished run directories (``metrics.json``, ``history.json``, ``similarity.npz``) through
-:class:`~simlabel_ext.rundir.RunDirectory`; it never trains.
+It reads finished run directories (``metrics.json``, ``history.json``, ``similarity.npz``, ``predictions.npz``)
+through :class:`~simlabel_ext.rundir.RunDirectory`; it never trains. A run without ``predictions.npz`` (written
+by versions before 0.2) still gets its row, without the bootstrap interval and the imputation baselines.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 
 from ..rundir import RunDirectory
 from ..storage import write_json
+from .imputation import imputation_baselines
+from .paired import SplitOutcome, split_outcome
 from .tables import aggregate, markdown_tables, write_csv
 
 __all__ = ["FIGURES", "write_report"]
@@ -21,6 +24,8 @@ FIGURES = {
                               "imputed), annotators ordered by clustering",
     "accuracy_by_annotator.png": "per-annotator test accuracy by mode",
     "avg_vs_missing_rate.png": "Avg test accuracy against the extra missing rate, by mode",
+    "gain_vs_skip.png": "paired gain in Avg over Skip with its 95 % bootstrap interval, by model, mode and missing "
+                        "rate",
     "imputations.png": "imputed labels and their accuracy over epochs",
 }
 
@@ -39,8 +44,9 @@ def write_report(out_dir: str | Path, runs: Sequence[tuple[Path, dict[str, Any]]
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = aggregate([m for _, m in runs])
-    records = [dict(m, run_dir=str(d)) for d, m in runs]
+    records, outcomes = _evidence(runs)
+    rows = aggregate(records, outcomes)
+    records = [dict(m, run_dir=str(d)) for (d, _), m in zip(runs, records)]
     write_json(out / "results.json", {**header, "runs": records, "table": rows})
     write_csv(out / "results.csv", rows)
     lines = [f"# SimLabel comparison: dataset `{header.get('dataset')}`", ""]
@@ -53,9 +59,36 @@ def write_report(out_dir: str | Path, runs: Sequence[tuple[Path, dict[str, Any]]
     return rows
 
 
+def _evidence(runs: Sequence[tuple[Path, dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[SplitOutcome | None]]:
+    """Each run's metrics (SimLabel + Confidence runs with their ``imputation_baselines``) and test outcome, read
+    from ``predictions.npz`` (None where a run has none)."""
+    def predictions(path: Path) -> dict[str, Any] | None:
+        run = RunDirectory(path)
+        return run.predictions() if run.predictions_path.is_file() else None
+
+    skip_dirs = {(float(m["missing_rate"]), m["model"], m["seed"]): d for d, m in runs if m["mode"] == "skip"}
+    records, outcomes = [], []
+    for d, m in runs:
+        arrays = predictions(d)
+        outcomes.append(split_outcome(arrays) if arrays is not None else None)
+        record = dict(m)
+        if arrays is not None and m["mode"] == "simlabel+confidence":
+            skip_dir = skip_dirs.get((float(m["missing_rate"]), m["model"], m["seed"]))
+            record["imputation_baselines"] = imputation_baselines(
+                arrays, predictions(skip_dir) if skip_dir is not None else None)
+        records.append(record)
+    return records, outcomes
+
+
 def _write_figures(out: Path, runs: Sequence[tuple[Path, dict[str, Any]]], rows: list[dict[str, Any]]) -> list[str]:
-    from .plots import (cluster_order, plot_accuracy_by_annotator, plot_avg_vs_missing_rate, plot_imputations,
-                        plot_similarity_heatmaps)
+    from .plots import (
+        cluster_order,
+        plot_accuracy_by_annotator,
+        plot_avg_vs_missing_rate,
+        plot_gain_vs_skip,
+        plot_imputations,
+        plot_similarity_heatmaps,
+    )
 
     run_dir, metrics = _heatmap_run(runs)
     similarity = RunDirectory(run_dir).similarity()
@@ -68,6 +101,7 @@ def _write_figures(out: Path, runs: Sequence[tuple[Path, dict[str, Any]]], rows:
     rates = sorted({r["missing_rate"] for r in rows})
     plot_accuracy_by_annotator(out / "accuracy_by_annotator.png", rows, rates[0])
     plot_avg_vs_missing_rate(out / "avg_vs_missing_rate.png", rows)
+    plot_gain_vs_skip(out / "gain_vs_skip.png", rows)
     histories = {}
     for d, m in runs:
         if m["mode"] == "simlabel+confidence" and m["seed"] == min(x["seed"] for _, x in runs):

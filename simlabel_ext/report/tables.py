@@ -1,12 +1,15 @@
-"""The comparison table: one row per (missing rate, model, mode), mean ± std over seeds, gain over Skip. Where the
-data set knows the true labels, each annotator's own agreement with them is in ``per_annotator`` (results.json) and
-in a last Markdown row ``(labels) vs truth``.
+"""The comparison table: one row per (missing rate, model, mode), mean ± std over seeds, gain over Skip with the
+criterion of :mod:`.paired`. Where the data set knows the true labels, each annotator's own agreement with them is
+in ``per_annotator`` (results.json) and in a last Markdown row ``(labels) vs truth``.
 
-Input: the ``metrics.json`` dicts of finished runs (:mod:`simlabel_ext.rundir`). Accuracies are fractions
-in [0, 1] in the data and percentages in the rendered tables. ``std`` is the sample standard deviation over
-seeds (0 with one seed). The gain of a mode over Skip is computed per seed (same split, same removed labels)
-and then averaged, so its std is that of the paired difference. Runs trained with ``lam = "auto"`` add the λ each
-seed chose (``lam_selected``), as a column of the Markdown table and of the CSV.
+Input: the ``metrics.json`` dicts of finished runs (:mod:`simlabel_ext.rundir`), optionally with the test
+outcomes of their ``predictions.npz`` and, for SimLabel + Confidence runs, ``imputation_baselines``
+(:mod:`.imputation`). Accuracies are fractions in [0, 1] in the data and percentages in the rendered tables.
+``std`` is the sample standard deviation over seeds (0 with one seed). The gain of a mode over Skip is computed
+per seed (same split, same removed labels) and then averaged: ``gain_std`` is the std of the paired difference,
+``gain_se`` its standard error, ``gain_low`` / ``gain_high`` the paired bootstrap interval over test items and
+``verdict`` ``beats`` / ``worse`` / ``inconclusive`` (undefined without outcomes). Runs trained with
+``lam = "auto"`` add the λ each seed chose (``lam_selected``), as a column of the Markdown table and of the CSV.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from .paired import PairedGain, SplitOutcome, paired_gain
 
 __all__ = ["aggregate", "markdown_tables", "write_csv"]
 
@@ -42,13 +47,19 @@ def _key(m: dict[str, Any]) -> tuple[float, str, str]:
     return float(m["missing_rate"]), m["model"], m["mode"]
 
 
-def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (missing rate, model, mode) in first-seen order (see the module docstring for the fields)."""
+def aggregate(runs: Sequence[dict[str, Any]],
+              outcomes: Sequence[SplitOutcome | None] | None = None) -> list[dict[str, Any]]:
+    """One row per (missing rate, model, mode) in first-seen order (see the module docstring for the fields);
+    ``outcomes[i]``: the test outcome of ``runs[i]`` (None where unknown)."""
+    outcomes = list(outcomes) if outcomes is not None else [None] * len(runs)
+    if len(outcomes) != len(runs):
+        raise ValueError(f"aggregate: {len(outcomes)} outcomes for {len(runs)} runs")
+    outcome_of = {id(m): o for m, o in zip(runs, outcomes)}
     groups: dict[tuple[float, str, str], list[dict[str, Any]]] = {}
     for m in runs:
         groups.setdefault(_key(m), []).append(m)
-    skip_avg = {(float(m["missing_rate"]), m["model"], m["seed"]): m["avg_accuracy"] for m in runs
-                if m["mode"] == "skip"}
+    skips = {(float(m["missing_rate"]), m["model"], m["seed"]): m for m in runs if m["mode"] == "skip"}
+    skip_avg = {key: m["avg_accuracy"] for key, m in skips.items()}
     rows = []
     for (rate, model, mode), members in groups.items():
         members = sorted(members, key=lambda m: m["seed"])
@@ -66,15 +77,38 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             mean_std([m["micro_accuracy"] for m in members]), mean_std(gains)
         imputed = mean_std([float(m["imputations"]) for m in members])
         imp_acc = mean_std([m["imputation_accuracy"] for m in members])
+        baselines = [m.get("imputation_baselines") or {} for m in members]
+        criterion = None if mode == "skip" else _criterion(members, skips, rate, model, outcome_of)
         rows.append({
             "missing_rate": rate, "model": model, "mode": mode, "seeds": [m["seed"] for m in members],
             "avg_mean": avg[0], "avg_std": avg[1], "micro_mean": micro[0], "micro_std": micro[1],
             "gain_mean": gain[0] if mode != "skip" else 0.0, "gain_std": gain[1] if mode != "skip" else 0.0,
+            "gain_se": gain[1] / math.sqrt(len(gains)) if mode != "skip" and len(gains) > 1 else math.nan,
+            "gain_low": criterion.low if criterion else math.nan,
+            "gain_high": criterion.high if criterion else math.nan,
+            "verdict": criterion.verdict if criterion else None,
             "imputations_mean": imputed[0], "imputation_accuracy_mean": imp_acc[0],
+            "imputations_scored_mean": mean_std([b.get("scored") for b in baselines])[0],
+            "imputation_majority_mean": mean_std([b.get("majority") for b in baselines])[0],
+            "imputation_own_skip_mean": mean_std([b.get("own_skip") for b in baselines])[0],
             "lam_selected": [m["lam_selected"] for m in members if "lam_selected" in m],
             "per_annotator": per_annotator,
         })
     return rows
+
+
+def _criterion(members: Sequence[dict[str, Any]], skips: dict[tuple[float, str, int], dict[str, Any]], rate: float,
+               model: str, outcome_of: dict[int, SplitOutcome | None]) -> PairedGain | None:
+    """The paired criterion of a mode's ``members`` against their Skip twins; None unless every seed has both
+    outcomes."""
+    pairs = []
+    for m in members:
+        skip = skips.get((rate, model, m["seed"]))
+        mine, theirs = outcome_of.get(id(m)), outcome_of.get(id(skip)) if skip is not None else None
+        if mine is None or theirs is None or not len(mine.labelled):
+            return None
+        pairs.append((m["seed"], mine, theirs))
+    return paired_gain(pairs)
 
 
 def percent(mean: float | None, std: float | None = None, signed: bool = False) -> str:
@@ -97,12 +131,17 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
         title = "natural missingness" if rate == 0 else f"extra missing rate {rate:g} of the training labels removed"
         out.append(f"### {title}\n")
         seed_list = ", ".join(map(str, seeds))
-        out.append(f"Per-annotator test accuracy (%), mean ± std over {len(seeds)} seed(s) ({seed_list});"
-                   " Δ Skip: paired gain in Avg over Skip." + ("" if wide else
+        out.append(f"Per-annotator test accuracy (%), mean ± std over {len(seeds)} seed(s) ({seed_list}). Δ Skip:"
+                   " paired gain in Avg over Skip, mean ± standard error over seeds; 95 % CI: paired bootstrap"
+                   " interval over test items; verdict: *beats* / *worse* when the interval lies above / below 0."
+                   " Imputations (SimLabel + Confidence): their number, and where hidden labels are known, the"
+                   " accuracy of the imputed labels, of the item's majority among the other annotators and of the"
+                   " annotator's own Skip model on the same entries." + ("" if wide else
                    f" {len(annotators)} annotators: per-annotator columns are in results.csv."))
         out.append("")
         chose = any(r["lam_selected"] for r in part)
-        header = ["Model", "Mode"] + (annotators if wide else []) + ["Avg", "Δ Skip", "micro", "imputed", "imp. acc"] \
+        header = ["Model", "Mode"] + (annotators if wide else []) + ["Avg", "Δ Skip", "95 % CI", "verdict", "micro",
+                                                                      "imputed", "imp. acc", "majority", "own Skip"] \
             + (["λ chosen"] if chose else [])
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
@@ -110,12 +149,20 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
             cells = [r["model"], r["mode"]]
             if wide:
                 cells += [percent(r["per_annotator"][a]["mean"], r["per_annotator"][a]["std"]) for a in annotators]
+            skip = r["mode"] == "skip"
+            confidence = r["mode"] == "simlabel+confidence"
             cells += [
                 f"**{percent(r['avg_mean'], r['avg_std'])}**",
-                "–" if r["mode"] == "skip" else percent(r["gain_mean"], r["gain_std"], signed=True),
+                "–" if skip else percent(r["gain_mean"], r["gain_se"], signed=True),
+                "–" if skip or not defined(r["gain_low"]) else
+                f"[{percent(r['gain_low'], signed=True)}, {percent(r['gain_high'], signed=True)}]",
+                "–" if skip or r["verdict"] is None else (r["verdict"] if r["verdict"] == "inconclusive"
+                                                          else f"**{r['verdict']}**"),
                 percent(r["micro_mean"], r["micro_std"]),
-                "–" if r["mode"] != "simlabel+confidence" else f"{r['imputations_mean']:.0f}",
+                f"{r['imputations_mean']:.0f}" if confidence else "–",
                 percent(r["imputation_accuracy_mean"]),
+                percent(r["imputation_majority_mean"]) if confidence else "–",
+                percent(r["imputation_own_skip_mean"]) if confidence else "–",
             ] + ([_lams(r)] if chose else [])
             out.append("| " + " | ".join(cells) + " |")
         truth = _truth_row(part[0])
@@ -153,8 +200,10 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     annotators: list[str] = []
     for r in rows:
         annotators += [a for a in r["per_annotator"] if a not in annotators]
-    fields = ["missing_rate", "model", "mode", "seeds", "avg_mean", "avg_std", "gain_mean", "gain_std", "micro_mean",
-              "micro_std", "imputations_mean", "imputation_accuracy_mean"]
+    fields = ["missing_rate", "model", "mode", "seeds", "avg_mean", "avg_std", "gain_mean", "gain_std", "gain_se",
+              "gain_low", "gain_high", "verdict", "micro_mean", "micro_std", "imputations_mean",
+              "imputation_accuracy_mean", "imputations_scored_mean", "imputation_majority_mean",
+              "imputation_own_skip_mean"]
     chose = any(r["lam_selected"] for r in rows)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -165,4 +214,4 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
             if chose:
                 values.append(" ".join(f"{lam:g}" for lam in r["lam_selected"]))
             values += [r["per_annotator"].get(a, {}).get("mean", math.nan) for a in annotators]
-            writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in values])
+            writer.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values])

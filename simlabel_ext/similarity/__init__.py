@@ -6,7 +6,12 @@
 - :data:`DEFAULT_N0` and :data:`DEFAULT_MIN_OVERLAP` — the similarity defaults.
 """
 from .engine import DEFAULT_MIN_OVERLAP, DEFAULT_N0, SimilarityEngine
-from .reference import TorchPairCounts, kappa_from_counts, pair_counts, similarity_from_kappa
+from .reference import (
+    TorchPairCounts,
+    kappa_from_counts,
+    pair_counts,
+    similarity_from_kappa,
+)
 
 __all__ = [
     "DEFAULT_MIN_OVERLAP",

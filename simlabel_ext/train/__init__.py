@@ -15,7 +15,7 @@ from .config import TrainConfig, load_config, option_fields, write_config
 from .distributed import Distributed, init_distributed, shutdown_distributed
 from .evaluate import SplitMetrics, evaluate_split
 from .lam_selection import fit_run
-from .trainer import TrainResult, Trainer, load_run_dataset
+from .trainer import Trainer, TrainResult, load_run_dataset
 
 __all__ = ["Distributed", "SplitMetrics", "TrainConfig", "TrainResult", "Trainer", "evaluate_split", "fit_run",
            "init_distributed", "load_config", "load_run_dataset", "option_fields", "shutdown_distributed",

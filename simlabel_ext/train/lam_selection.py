@@ -25,7 +25,14 @@ from ..rundir import RunDirectory
 from ..storage import write_json
 from .config import LAM_AUTO, TrainConfig, write_config
 from .distributed import Distributed, pick_device
-from .trainer import TrainResult, Trainer, hold_run_directory, load_run_dataset, log_to_run, resolve_dataset_paths
+from .trainer import (
+    Trainer,
+    TrainResult,
+    hold_run_directory,
+    load_run_dataset,
+    log_to_run,
+    resolve_dataset_paths,
+)
 
 __all__ = ["LAM_CANDIDATES", "choose_lam", "fit_run"]
 
@@ -102,7 +109,7 @@ def _fit_candidates(config: TrainConfig, run: RunDirectory | None, dist: Distrib
     if dist.is_main:
         if run is not None:
             source = RunDirectory(run.path / f"lam-{chosen:g}")
-            for name in ("history_path", "imputed_path", "similarity_path", "model_path"):
+            for name in ("history_path", "imputed_path", "similarity_path", "predictions_path", "model_path"):
                 if getattr(source, name).is_file():
                     shutil.copy2(getattr(source, name), getattr(run, name))
             write_json(run.metrics_path, metrics)
@@ -120,7 +127,8 @@ def _fit_candidates(config: TrainConfig, run: RunDirectory | None, dist: Distrib
 def _finished_result(run: RunDirectory) -> TrainResult:
     """The :class:`TrainResult` of a finished candidate, read back from its run directory."""
     return TrainResult(run.metrics(), FittedModel.load(run.model_path), run.history(), run.imputed_labels(),
-                       {k: v for k, v in run.similarity().items() if k != "annotators"})
+                       {k: v for k, v in run.similarity().items() if k != "annotators"},
+                       run.predictions() if run.predictions_path.is_file() else {})
 
 
 def _pct(value: float | None) -> str:

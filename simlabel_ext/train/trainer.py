@@ -117,14 +117,17 @@ def hold_run_directory(run: RunDirectory | None, dist: Distributed) -> Iterator[
 class TrainResult:
     """What a finished run gives: ``metrics`` (the content of ``metrics.json``; test metrics are undefined without
     test items), the ``fitted`` model of the best validation epoch, the epoch ``history``, the ``imputed`` labels
-    (``imputed_labels.csv`` as a frame, ids as strings) and the ``similarity`` statistics of ``similarity.npz``
-    (``kappa_initial``, ``kappa_final``, ``similarity_initial``, ``similarity_final``, ``overlap_initial``)."""
+    (``imputed_labels.csv`` as a frame, ids as strings), the ``similarity`` statistics of ``similarity.npz``
+    (``kappa_initial``, ``kappa_final``, ``similarity_initial``, ``similarity_final``, ``overlap_initial``) and the
+    ``predictions`` of ``predictions.npz`` (every item's split, labels, hidden labels, imputed labels and the best
+    model's predicted labels; :mod:`simlabel_ext.rundir`)."""
 
     metrics: dict[str, Any]
     fitted: FittedModel
     history: list[dict[str, Any]]
     imputed: pd.DataFrame
     similarity: dict[str, np.ndarray]
+    predictions: dict[str, np.ndarray]
 
 
 class Trainer:
@@ -160,6 +163,9 @@ class Trainer:
         in_train[data.split.train] = True
         #: observed training labels [N, A]: the only labels training (and the similarity) may see
         self.train_labels = data.annotations.labels.masked_fill(~in_train.unsqueeze(1), -1)
+        #: training entries whose label the data set knows but does not give (removed, or simulated): the
+        #: imputations there are scored; -1 elsewhere
+        self.hidden_train_labels = data.hidden_labels.masked_fill(~in_train.unsqueeze(1), -1)
         self.store = ImputationStore(self.train_labels, c)
         self.engine = SimilarityEngine(self.train_labels, c, n0=config.n0, min_overlap=config.min_overlap)
         self.initial_kappa = self.engine.kappa()
@@ -299,15 +305,14 @@ class Trainer:
 
     # ---------------------------------------------------------------- epochs
     def _imputation_accuracy(self) -> tuple[int, float]:
-        """(number scored, accuracy) of imputed labels at entries whose real label was removed on purpose."""
-        data = self.dataset
-        if data.removed is None:
-            return 0, math.nan
-        scored = data.removed & (self.store.classes >= 0)
+        """(number scored, accuracy) of imputed labels at entries whose hidden label is known (removed on purpose,
+        or a simulated crowd's): :attr:`hidden_train_labels`."""
+        hidden = self.hidden_train_labels
+        scored = (hidden >= 0) & (self.store.classes >= 0)
         n = int(scored.sum())
         if n == 0:
             return 0, math.nan
-        return n, float((self.store.classes[scored] == data.original.labels[scored]).double().mean())
+        return n, float((self.store.classes[scored] == hidden[scored]).double().mean())
 
     def _run_epoch(self) -> dict[str, Any]:
         config = self.config
@@ -417,11 +422,11 @@ class Trainer:
                                  "similarity_initial": self.initial_similarity.numpy(),
                                  "similarity_final": self._similarity_cpu.clone().numpy(),
                                  "overlap_initial": self.initial_overlap.numpy(),
-                             })
+                             }, self._predictions())
         if self.dist.is_main and self.run is not None:
             result.fitted.save(self.run.model_path)
             self.run.write_outputs(metrics, result.history, result.imputed, result.similarity,
-                                   list(data.annotations.annotator_ids))
+                                   list(data.annotations.annotator_ids), result.predictions)
         if self.dist.is_main:
             where = f"; outputs in {self.run}" if self.run is not None else ""
             self.log(f"test: Avg {metrics['avg_accuracy']:.4f}  micro {metrics['micro_accuracy']:.4f}  "
@@ -429,6 +434,30 @@ class Trainer:
                      f"best epoch {metrics['best_epoch']}; {metrics['imputations']} imputed{where}")
         self.dist.barrier()
         return result
+
+    @torch.no_grad()
+    def _predictions(self) -> dict[str, np.ndarray]:
+        """The arrays of ``predictions.npz`` (:mod:`simlabel_ext.rundir`): ``classes`` (names ``[C]``), ``split``
+        int8 ``[N]`` (0 train, 1 validation, 2 test, -1 none), and int16 ``[N, A]`` (-1 = none) ``labels`` (what
+        the run was given),
+        ``hidden`` (:attr:`CrowdDataset.hidden_labels`), ``imputed`` (the store at the end) and ``prediction``
+        (the argmax of the current model on every item)."""
+        data, model = self.dataset, self.model
+        split = torch.full((data.num_items,), -1, dtype=torch.int8)
+        for code, items in enumerate((data.split.train, data.split.val, data.split.test)):
+            split[items] = code
+        was_training = model.training
+        model.eval()
+        try:
+            prediction = torch.cat([
+                model(self.inputs[start:start + self.config.eval_batch_size].to(self.dist.device)).logits.argmax(-1).cpu()
+                for start in range(0, data.num_items, self.config.eval_batch_size)])
+        finally:
+            model.train(was_training)
+        small = {"labels": data.annotations.labels, "hidden": data.hidden_labels, "imputed": self.store.classes,
+                 "prediction": prediction}
+        return {"classes": np.array(data.annotations.class_names), "split": split.numpy(),
+                **{name: value.to(torch.int16).numpy() for name, value in small.items()}}
 
     def fitted_model(self) -> FittedModel:
         """The model as it is now (after :meth:`fit`: the best validation epoch's) with what predicting new items
@@ -465,7 +494,7 @@ def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 def _epoch_line(r: dict[str, Any], epochs: int, improved: bool) -> str:
     return (f"epoch {r['epoch']}/{epochs}  ce {r['ce']:.4f} (n={r['ce_terms']})  kl {r['kl']:.4f} "
             f"(n={r['kl_terms']}, lam={r['lam']:g})  imputed {r['imputed']}"
-            + (f" (acc {r['imputation_accuracy']:.3f} on {r['imputations_scored']} removed)"
+            + (f" (acc {r['imputation_accuracy']:.3f} on {r['imputations_scored']} hidden)"
                if r["imputations_scored"] else "")
             + f"  S mean {r['mean_similarity']:.4f}  val loss {r['val_loss']:.4f} Avg {r['val_avg']:.4f} "
             f"micro {r['val_micro']:.4f}  lr {r['lr']:.2e}  {r['seconds']:.1f}s" + ("  *" if improved else ""))
