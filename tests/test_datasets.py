@@ -23,6 +23,7 @@ from simlabel_ext.registry import Registry
 from simlabel_ext.similarity import SimilarityEngine
 
 MUSIC_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "music_genre"
+SENTIMENT_DIR = MUSIC_DIR.parent / "sentiment_polarity"
 
 # The paper's Table 1: labels per annotator (the missing rates in % follow as 1 - count / N).
 AMER2_MISSING = [76.4, 76.7, 91.3, 75.9, 78.7, 76.4, 85.0, 76.5, 76.5, 76.4]
@@ -32,10 +33,10 @@ AMER_MISSING = [79.0, 80.2, 80.4, 80.1, 80.6, 81.4, 79.6, 79.9, 79.6, 79.6, 0.4,
 @pytest.fixture(scope="module")
 def registry() -> Registry:
     """The built-in dataset plugins, registered directly (no dependence on installed entry points)."""
-    from simlabel_plugins.datasets import crowd_csv, music, synthetic
+    from simlabel_plugins.datasets import crowd_csv, music, sentiment, synthetic
 
     reg = Registry()
-    for module in (synthetic, crowd_csv, music):
+    for module in (synthetic, crowd_csv, music, sentiment):
         reg.register(module, distribution="simlabel")
     return reg
 
@@ -452,6 +453,30 @@ def test_music_loads_the_original_files(registry):
     assert float(agree.sum()) / float(labelled.sum()) == pytest.approx(0.56, abs=0.01)
     raw = registry.load_dataset("music", data_dir=str(MUSIC_DIR), standardize=False)
     assert raw.inputs[:, 4].min() < -40                                    # the raw scale is kept
+
+
+@pytest.mark.skipif(not SENTIMENT_DIR.is_dir(), reason=f"sentiment_polarity data not found at {SENTIMENT_DIR}")
+def test_sentiment_is_the_crowd_csv_layout_in_one_flag(registry):
+    ds = registry.load_dataset("sentiment", data_dir=str(SENTIMENT_DIR), seed=2)
+    summary = ds.annotations.summary()
+    assert (ds.num_items, ds.num_annotators, ds.num_classes) == (4999, 203, 2)     # data/README.md
+    assert summary.num_labels == 27746 and ds.annotations.class_names == ("neg", "pos")
+    assert ds.inputs.shape == (4999, 256) and (ds.truth >= 0).all()
+    labelled = ds.annotations.mask
+    agree = (ds.annotations.labels == ds.truth[:, None]) & labelled
+    assert float(agree.sum()) / float(labelled.sum()) == pytest.approx(0.79, abs=0.03)
+    same = registry.load_dataset("crowd-csv", labels=str(SENTIMENT_DIR / "labels.csv"),
+                                 features=str(SENTIMENT_DIR / "features.npz"), truth=str(SENTIMENT_DIR / "truth.csv"),
+                                 classes="neg,pos", seed=2)
+    assert torch.equal(ds.annotations.labels, same.annotations.labels) and torch.equal(ds.inputs, same.inputs)
+    assert torch.equal(ds.split.test, same.split.test) and torch.equal(ds.truth, same.truth)
+
+
+def test_sentiment_requires_its_folder(registry, tmp_path):
+    with pytest.raises(ValueError, match="needs the option 'data_dir'"):
+        registry.load_dataset("sentiment")
+    with pytest.raises(ValueError, match=r"labels.csv not found \(data_dir must hold labels.csv"):
+        registry.load_dataset("sentiment", data_dir=str(tmp_path))
 
 
 def test_music_requires_its_folder(registry, tmp_path):

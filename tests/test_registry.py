@@ -32,7 +32,7 @@ from simlabel_ext.registry import (
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "third_party_plugin"
 BUILTIN_MODELS = {"heads", "padl", "madl", "qumatl"}
-BUILTIN_DATASETS = {"synthetic", "crowd-csv", "music"}
+BUILTIN_DATASETS = {"synthetic", "crowd-csv", "music", "sentiment"}
 
 
 class Linear(AnnotatorModel):

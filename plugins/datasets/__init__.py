@@ -7,7 +7,7 @@ item split of ALGORITHM.md §6, and takes the two options every dataset shares:
   (paper Table 4); validation and test labels are never touched.
 
 Modules: :mod:`.synthetic` (a seeded generator with presets matching the paper's Table 1), :mod:`.crowd_csv`
-(any long-format annotation file plus a features file), :mod:`.music` (Rodrigues et al.'s music genre data).
+(any long-format annotation file plus a features file), :mod:`.music` (Rodrigues et al.'s music genre data), :mod:`.sentiment` (their sentence-polarity crowd).
 """
 from __future__ import annotations
 
