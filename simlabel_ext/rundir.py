@@ -6,8 +6,9 @@ all go through :class:`RunDirectory`; nothing else knows a file name. The files:
 - ``config.toml``: the resolved configuration (:func:`simlabel_ext.train.write_config`);
 - ``train.log``: one line per epoch, and the run's first and last lines;
 - ``metrics.json``: per-annotator test accuracy with test counts, Avg over annotators, micro accuracy, the number
-  of imputations and their accuracy on hidden labels (removed on purpose, or a simulated crowd's), best epoch with its validation loss,
-  Avg and micro accuracy, steps, time; written last, so its presence marks a finished run;
+  of imputations and their accuracy on hidden labels (removed on purpose, or a simulated crowd's), best epoch
+  with its validation loss, Avg and micro accuracy, epochs run and the epoch limit, steps, time; written last, so
+  its presence marks a finished run;
 - ``history.json``: one record per epoch (loss parts and term counts, λ, learning rate, imputed so far and their
   accuracy, mean similarity, validation loss / Avg / micro, seconds);
 - ``imputed_labels.csv``: the imputed labels in long format — ``task, worker, label, confidence, epoch, step,

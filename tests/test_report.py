@@ -42,7 +42,8 @@ def metrics(mode, seed, rate, avg, micro, accs, counts, imputations=0, imp_acc=N
         "avg_accuracy": avg, "micro_accuracy": micro,
         "annotators_with_test_labels": sum(n > 0 for n in counts), "test_labels": sum(counts), "test_loss": 1.0,
         "imputations": imputations, "imputations_scored": 0, "imputation_accuracy": imp_acc,
-        "best_epoch": 0, "best_val_loss": 1.0, "epochs_run": 1, "steps": 1, "world_size": 1, "train_seconds": 0.1,
+        "best_epoch": 1, "best_val_loss": 1.0, "epochs_run": 1, "epoch_limit": 10, "steps": 1, "world_size": 1,
+        "train_seconds": 0.1,
     }  # fmt: skip
 
 
@@ -220,6 +221,18 @@ def test_markdown_leaves_out_per_annotator_columns_above_the_limit(num_annotator
         assert table_lines(text, "natural missingness")[3] == [
             "heads", "simlabel", "**60.0 ± 0.0**", "+10.0", "–", "–", "50.0 ± 0.0", "–", "–", "–", "–"
         ]  # fmt: skip
+
+
+def test_markdown_says_whether_every_run_converged():
+    runs = [metrics("skip", s, 0.0, 0.5, 0.5, [0.5], [2]) for s in (0, 1)]
+    runs += [dict(metrics("simlabel", 0, 0.0, 0.6, 0.6, [0.6], [2]), best_epoch=9),     # 9 <= 0.9 * 10: converged
+             dict(metrics("simlabel", 1, 0.0, 0.6, 0.6, [0.6], [2]), best_epoch=10)]    # the last epoch: not
+    text = markdown_tables(aggregate(runs))
+    assert ("**Not converged** (best validation epoch above 90% of the epoch limit): heads simlabel seed 1 "
+            "(best epoch 10 of 10).") in text
+    assert "Every run converged" in markdown_tables(aggregate(runs[:3]))
+    old = [{k: v for k, v in m.items() if k != "epoch_limit"} for m in runs[:3]]
+    assert "Convergence unknown for 3 run(s)" in markdown_tables(aggregate(old))
 
 
 # ------------------------------------------------------------------------------------------------ csv

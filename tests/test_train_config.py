@@ -22,7 +22,7 @@ yaml = pytest.importorskip("yaml")
 # ------------------------------------------------------------------------------------------------ defaults
 def test_defaults_are_the_papers():
     c = TrainConfig()
-    assert c.lr == 1e-4 and isinstance(c.lr, float)
+    assert c.lr == 1e-3 and isinstance(c.lr, float)
     assert c.weight_decay == 0.01
     assert c.clip == 1.0
     assert c.warmup == 0.2
@@ -33,20 +33,20 @@ def test_defaults_are_the_papers():
     assert c.dataset_options == {} and c.model_options == {}
 
 
-def test_default_optimizer_is_adamw_with_the_papers_settings():
+def test_default_optimizer_is_adamw_with_the_papers_settings_at_lr_1e_3():
     c = TrainConfig()
     weight = torch.nn.Parameter(torch.zeros(3))
     optimizer, scheduler = build_optimizer([weight], c.lr, c.weight_decay, total_steps=10, warmup=c.warmup)
     assert type(optimizer) is torch.optim.AdamW
-    assert optimizer.defaults["lr"] == 1e-4 and optimizer.defaults["weight_decay"] == 0.01
+    assert optimizer.defaults["lr"] == 1e-3 and optimizer.defaults["weight_decay"] == 0.01
     lrs = []
     with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": the schedule is all we test
         warnings.simplefilter("ignore")
         for _ in range(10):
             lrs.append(optimizer.param_groups[0]["lr"])
             scheduler.step()
-    assert lrs == pytest.approx([1e-4 * warmup_cosine(s, 10, 0.2) for s in range(10)], rel=1e-12)
-    assert lrs[0] == pytest.approx(0.5e-4) and lrs[1] == pytest.approx(1e-4)
+    assert lrs == pytest.approx([1e-3 * warmup_cosine(s, 10, 0.2) for s in range(10)], rel=1e-12)
+    assert lrs[0] == pytest.approx(0.5e-3) and lrs[1] == pytest.approx(1e-3)
 
 
 def test_dict_options_are_not_shared_between_instances():
@@ -122,7 +122,7 @@ def test_config_is_frozen_and_replace_copies():
     with pytest.raises(AttributeError):
         c.lr = 0.1
     d = c.replace(lr=0.5, mode="skip")
-    assert (d.lr, d.simlabel.mode) == (0.5, "skip") and (c.lr, c.simlabel.mode) == (1e-4, "simlabel+confidence")
+    assert (d.lr, d.simlabel.mode) == (0.5, "skip") and (c.lr, c.simlabel.mode) == (1e-3, "simlabel+confidence")
     assert TrainConfig.from_dict(d.to_dict()) == d
 
 

@@ -43,7 +43,7 @@ HISTORY_KEYS = {"epoch", "step", "lr", "lam", "ce", "kl", "ce_terms", "kl_terms"
 METRICS_KEYS = {"dataset", "model", "mode", "seed", "missing_rate", "annotators", "avg_accuracy", "micro_accuracy",
                 "annotators_with_test_labels", "test_labels", "test_loss", "imputations", "imputations_scored",
                 "imputation_accuracy", "best_epoch", "best_val_loss", "best_val_avg_accuracy",
-                "best_val_micro_accuracy", "epochs_run", "steps", "world_size", "train_seconds"}
+                "best_val_micro_accuracy", "epochs_run", "epoch_limit", "steps", "world_size", "train_seconds"}
 CSV_HEADER = ["task", "worker", "label", "confidence", "epoch", "step", "revisions"]
 #: a small synthetic crowd on which imputation starts in the second epoch (accurate annotators, clear features)
 IMPUTING = dict(dataset="synthetic", dataset_options={"preset": "custom", "items": 277, "annotators": 8, "classes": 4,
@@ -177,7 +177,7 @@ def check_run(trainer: Trainer, metrics: dict, out: Path) -> None:
     assert set(saved) == METRICS_KEYS
     assert (saved["dataset"], saved["model"], saved["mode"], saved["seed"], saved["missing_rate"]) == (
         config.dataset, config.model, config.simlabel.mode, config.seed, config.missing_rate)
-    assert saved["world_size"] == 1 and saved["epochs_run"] == config.epochs
+    assert saved["world_size"] == 1 and saved["epochs_run"] == saved["epoch_limit"] == config.epochs
     assert saved["steps"] == config.epochs * steps_per_epoch
     assert saved["imputations"] == len(trainer.store)
     assert [x["id"] for x in saved["annotators"]] == list(data.annotations.annotator_ids)

@@ -25,6 +25,15 @@ __all__ = ["aggregate", "markdown_tables", "write_csv"]
 
 #: Above this many annotators the Markdown table leaves out the per-annotator columns (they stay in the CSV).
 MAX_ANNOTATOR_COLUMNS = 13
+#: A run converged when its best validation epoch is at most this share of its epoch limit.
+CONVERGED_SHARE = 0.9
+
+
+def converged(m: dict[str, Any]) -> bool | None:
+    """Whether the run of ``metrics.json`` dict ``m`` converged (:data:`CONVERGED_SHARE`); None when its epoch
+    limit is not recorded (runs of versions before 0.2)."""
+    limit, best = m.get("epoch_limit"), m.get("best_epoch")
+    return None if limit is None or best is None else best <= CONVERGED_SHARE * limit
 
 
 def defined(value: float | None) -> bool:
@@ -92,6 +101,8 @@ def aggregate(runs: Sequence[dict[str, Any]],
             "imputation_majority_mean": mean_std([b.get("majority") for b in baselines])[0],
             "imputation_own_skip_mean": mean_std([b.get("own_skip") for b in baselines])[0],
             "lam_selected": [m["lam_selected"] for m in members if "lam_selected" in m],
+            "unconverged": [(m["seed"], m["best_epoch"], m["epoch_limit"]) for m in members if converged(m) is False],
+            "convergence_unknown": sum(converged(m) is None for m in members),
             "per_annotator": per_annotator,
         })
     return rows
@@ -165,6 +176,7 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
                 percent(r["imputation_own_skip_mean"]) if confidence else "–",
             ] + ([_lams(r)] if chose else [])
             out.append("| " + " | ".join(cells) + " |")
+        out += _convergence_lines(part)
         truth = _truth_row(part[0])
         if truth is not None:
             cells = [TRUTH_ROW[0], TRUTH_ROW[1]] + ([percent(truth[a]) for a in annotators] if wide else [])
@@ -175,6 +187,21 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
                        "(all its labels, of items whose truth is known), beside what its model learned.")
         out.append("")
     return "\n".join(out)
+
+
+def _convergence_lines(part: Sequence[dict[str, Any]]) -> list[str]:
+    """A line under the table: every run converged, or which did not (best epoch of epoch limit)."""
+    late = [f"{r['model']} {r['mode']} seed {seed} (best epoch {best} of {limit})" for r in part
+            for seed, best, limit in r["unconverged"]]
+    unknown = sum(r["convergence_unknown"] for r in part)
+    if late:
+        line = (f"**Not converged** (best validation epoch above {CONVERGED_SHARE:.0%} of the epoch limit): "
+                + "; ".join(late) + ".")
+    elif unknown:
+        line = f"Convergence unknown for {unknown} run(s): their metrics.json records no epoch limit."
+    else:
+        line = f"Every run converged: its best validation epoch is at most {CONVERGED_SHARE:.0%} of its epoch limit."
+    return ["", line]
 
 
 #: The (Model, Mode) cells of the row that compares each annotator's own labels with the true labels.
