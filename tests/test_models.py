@@ -403,6 +403,32 @@ def test_qumatl_queries_interact_through_self_attention():
     assert not torch.allclose(before[:, 1:], after[:, 1:])
 
 
+def _qumatl_per_item(model, x):
+    """QuMATL's forward written out with the first layer's queries repeated per item (the paper's form)."""
+    tokens = model.tokens(x)
+    q = model.queries.unsqueeze(0).expand(len(x), -1, -1)
+    for layer in model.layers:
+        q = layer.norm1(q + layer.drop(layer.self_attn(q, q, q, need_weights=False)[0]))
+        q = layer.norm2(q + layer.drop(layer.cross_attn(q, tokens, tokens, need_weights=False)[0]))
+        q = layer.norm3(q + layer.drop(layer.ffn(q)))
+    return model.head(q)
+
+
+def test_qumatl_first_layer_self_attention_once_per_batch_equals_the_per_item_form():
+    model = _build("qumatl", num_layers=2)
+    x, _ = _data(6, FEATURES)
+    _close(model(x).logits, _qumatl_per_item(model, x))                 # training mode, no dropout
+    grads = torch.autograd.grad(model(x).logits.square().sum(), model.queries)[0]
+    expected = torch.autograd.grad(_qumatl_per_item(model, x).square().sum(), model.queries)[0]
+    _close(grads, expected, atol=1e-5, rtol=1e-4)
+    # with dropout, items draw their own masks: the per-item form is kept (same draws under the same seed)
+    noisy = _build("qumatl", num_layers=2, dropout=0.3)
+    torch.manual_seed(5)
+    got = noisy(x).logits
+    torch.manual_seed(5)
+    _close(got, _qumatl_per_item(noisy, x))
+
+
 # ----------------------------------------------------------------------------------------------- bad arguments
 
 

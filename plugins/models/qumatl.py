@@ -89,7 +89,10 @@ class QueryDecoderLayer(nn.Module):
     def forward(
         self, queries: torch.Tensor, tokens: torch.Tensor, need_weights: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``queries [B, A, d]``, or ``[1, A, d]`` when they are the same for every item (the first layer's
+        learnable queries: their self-attention is then computed once, not B times); ``tokens [B, T, d]``."""
         q = self.norm1(queries + self.drop(self.self_attn(queries, queries, queries, need_weights=False)[0]))
+        q = q.expand(tokens.shape[0], -1, -1)
         attended, weights = self.cross_attn(q, tokens, tokens, need_weights=need_weights)
         q = self.norm2(q + self.drop(attended))
         q = self.norm3(q + self.drop(self.ffn(q)))
@@ -121,7 +124,11 @@ class QuMATLModel(AnnotatorModel):
 
     def _decode(self, inputs: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         tokens = self.tokens(inputs)  # [B, T, d]
-        q = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+        # the first layer's self-attention sees the same queries for every item: once, unless dropout makes the
+        # items differ
+        shared = not (self.training and any(m.p > 0 for m in self.modules() if isinstance(m, nn.Dropout)))
+        q = self.queries.unsqueeze(0)
+        q = q if shared else q.expand(tokens.shape[0], -1, -1)
         weights = None
         for i, layer in enumerate(self.layers):
             q, weights = layer(q, tokens, need_weights=need_weights and i == len(self.layers) - 1)
