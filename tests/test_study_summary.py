@@ -1,7 +1,8 @@
 """docs/study/summarize.py, which builds docs/results.md's tables: values checked against hand computation.
 
-Two seeds, Skip Avg 0.40 / 0.50 and SimLabel + Confidence 0.46 / 0.54: paired gains 0.06 / 0.04 (mean 5.0,
-std 1.4 points), Avg stds 7.1 and 5.7 points, so the gain beats the paired std and not the unpaired one.
+Runs are written as a compare output would be: ``results.json`` with ``runs`` (each with its ``run_dir``) and
+``table``, and per run a ``predictions.npz`` whose test and validation items are chosen so that each gain is known
+exactly: a run right on every labelled item has Avg 1, one wrong on every item Avg 0.
 """
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from simlabel_ext.report.tables import aggregate
 
 SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "study" / "summarize.py"
 
@@ -22,33 +26,111 @@ def summarize():
     return module
 
 
-def run(mode, seed, avg, val):
-    return {"model": "heads", "mode": mode, "seed": seed, "missing_rate": 0.0,
-            "annotators": [{"id": "A1", "accuracy": avg, "test_count": 3}], "avg_accuracy": avg,
-            "micro_accuracy": avg, "imputations": 10 if mode != "skip" else 0, "imputation_accuracy": None,
-            "best_val_avg_accuracy": val}
+#: 6 items x 2 annotators: items 0-1 train (annotator 0 has 2 training labels, annotator 1 none), 2-3 validation,
+#: 4-5 test; every validation and test entry is labelled 0
+SPLIT = np.array([0, 0, 1, 1, 2, 2], dtype=np.int8)
+LABELS = np.array([[0, -1], [0, -1], [0, 0], [0, 0], [0, 0], [0, 0]], dtype=np.int16)
+
+
+def predictions(test_right: bool, val_right: bool) -> dict[str, np.ndarray]:
+    prediction = np.ones((6, 2), dtype=np.int16)
+    prediction[SPLIT == 2] = 0 if test_right else 1
+    prediction[SPLIT == 1] = 0 if val_right else 1
+    return {"classes": np.array(["a", "b"]), "split": SPLIT, "labels": LABELS, "hidden": np.full((6, 2), -1, np.int16),
+            "imputed": np.full((6, 2), -1, np.int16), "prediction": prediction}
+
+
+def run(root: Path, model, mode, seed, avg, val, rate=0.0, best_epoch=5, arrays=None) -> dict:
+    run_dir = root / "runs" / model / mode / f"mr{rate}" / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    if arrays is not None:
+        np.savez(run_dir / "predictions.npz", **arrays)
+    return {"model": model, "mode": mode, "seed": seed, "missing_rate": rate, "run_dir": str(run_dir),
+            "annotators": [{"id": "A1", "accuracy": avg, "test_count": 2}, {"id": "A2", "accuracy": avg,
+                                                                           "test_count": 2}],
+            "avg_accuracy": avg, "micro_accuracy": avg, "imputations": 0, "imputation_accuracy": None,
+            "best_val_avg_accuracy": val, "best_epoch": best_epoch, "epoch_limit": 10}
 
 
 def write(directory: Path, runs) -> Path:
-    directory.mkdir(parents=True)
-    (directory / "results.json").write_text(json.dumps({"runs": runs}), encoding="utf-8")
+    directory.mkdir(parents=True, exist_ok=True)
+    table = aggregate(runs)
+    (directory / "results.json").write_text(json.dumps({"runs": runs, "table": table}), encoding="utf-8")
     return directory
 
 
-def test_main_table_gains_and_verdicts(tmp_path, summarize):
-    conf = "simlabel+confidence"
-    d = write(tmp_path / "music", [run("skip", 0, 0.40, 0.3), run("skip", 1, 0.50, 0.3),
-                                   run(conf, 0, 0.46, 0.3), run(conf, 1, 0.54, 0.3)])
-    row = summarize.main_table(d.name, summarize._runs(d)).splitlines()[-1]
-    assert row == ("| heads | 0 | 45.0 ± 7.1 | – | – | 50.0 ± 5.7 | +5.0 ± 1.4 | 10 | – | +Conf yes "
-                   "| +Conf NO |")
+def test_main_table_reports_the_compare_rows(tmp_path, summarize):
+    d = tmp_path / "music"
+    runs = [run(d, "heads", "skip", 0, 0.40, 0.3), run(d, "heads", "skip", 1, 0.50, 0.3),
+            run(d, "heads", "simlabel", 0, 0.46, 0.3), run(d, "heads", "simlabel", 1, 0.54, 0.3, best_epoch=10)]
+    lines = summarize.main_table(write(d, runs)).splitlines()
+    # Skip 45.0 ± 7.1; SimLabel 50.0 ± 5.7, gains +6 and +4: mean 5.0, SE 1.0; no predictions: no interval
+    assert lines[4] == "| 0 | heads | 45.0 ± 7.1 | 50.0 ± 5.7 | +5.0 ± 1.0 [–, –] – | – | – |"
+    assert lines[-1] == "Not converged: heads simlabel mr 0 seed 1 (epoch 10 of 10)."
+
+
+def test_aim_picks_the_best_backbone_on_validation_and_pairs_it_on_test(tmp_path, summarize):
+    d = tmp_path / "sentiment"
+    wrong, right = predictions(False, False), predictions(True, True)
+    runs = []
+    for seed in (0, 1):
+        runs += [run(d, "padl", "skip", seed, 0.0, 0.6, arrays=wrong),        # the best Skip backbone (val 0.6)
+                 run(d, "heads", "skip", seed, 0.0, 0.2, arrays=wrong),
+                 run(d, "heads", "simlabel", seed, 1.0, 0.7, arrays=right),   # the best with SimLabel (val 0.7)
+                 run(d, "padl", "simlabel", seed, 0.0, 0.5, arrays=wrong)]
+    lines = summarize.aim(write(d, runs)).splitlines()
+    # heads SimLabel right on every test entry, padl Skip wrong on every one: +100 points, interval [100, 100]
+    assert lines[-1] == ("| 0 | padl | 0.0 ± 0.0 | heads simlabel | 100.0 ± 0.0 | +100.0 ± 0.0 [+100.0, +100.0] "
+                         "**beats** |")
+
+
+def test_sharing_pairs_each_variant_with_skip_on_validation_items(tmp_path, summarize):
+    parent = tmp_path / "sharing"
+    for seed in (0, 1):
+        for variant, arrays in (("skip", predictions(True, True)), ("base", predictions(True, True)),
+                                ("shrink", predictions(True, False))):
+            d = parent / "music" / "padl" / f"s{seed}" / variant
+            d.mkdir(parents=True)
+            np.savez(d / "predictions.npz", **arrays)
+            (d / "metrics.json").write_text("{}")
+    lines = summarize.sharing(parent).splitlines()
+    assert lines[2] == "| variant | padl |"
+    # base equals Skip; shrink is right on test but wrong on validation: the table uses validation (-100)
+    assert lines[4:] == ["| base | +0.0 ± 0.0 [+0.0, +0.0] inconclusive |",
+                         "| shrink | -100.0 ± 0.0 [-100.0, -100.0] **worse** |"]
+
+
+def test_buckets_by_training_labels(tmp_path, summarize):
+    d = tmp_path / "music"
+    arrays = predictions(True, True)   # annotator A1 has 2 training labels, A2 none: both in bucket 0-9
+    runs = []
+    for mode, acc in (("skip", 0.25), ("simlabel", 0.5), ("simlabel+confidence", 0.75)):
+        m = run(d, "heads", mode, 0, acc, 0.5, arrays=arrays)
+        m["annotators"][1]["accuracy"] = None        # A2: no test labels in this run
+        runs.append(m)
+    lines = summarize.buckets(write(d, runs)).splitlines()
+    assert lines[2] == "| model | 0–9 training labels | 10–49 training labels | ≥ 50 training labels |"
+    assert lines[-1] == "| heads | 25.0 → 50.0 → 75.0 (1) | – | – |"
+
+
+def test_budget_table_and_summary(tmp_path, summarize):
+    parent = tmp_path / "budget"
+    for lr, (val, epoch) in {"1e-3": (0.6, 5), "1e-4": (0.5, 10)}.items():
+        d = parent / f"music-lr{lr}"
+        write(d, [run(d, "heads", "skip", 0, 0.5, val, best_epoch=epoch)])
+    text = summarize.budget(parent)
+    assert "| music | heads | skip | 60.0 (epoch 5 of 10) | 50.0 (epoch 10 of 10) |" in text
+    assert text.endswith("lr 1e-3: mean validation Avg 60.0, converged 1 of 1; lr 1e-4: mean validation Avg 50.0, "
+                         "converged 0 of 1.")
 
 
 def test_ablation_rows_are_validation_means(tmp_path, summarize):
     parent = tmp_path / "ablation"
-    write(parent / "base", [run("skip", 0, 0.9, 0.30), run("simlabel", 0, 0.9, 0.40),
-                                run("simlabel+confidence", 0, 0.9, 0.50)])
-    write(parent / "n0-0", [run("simlabel+confidence", 0, 0.9, 0.20), run("simlabel+confidence", 1, 0.9, 0.40)])
+    write(parent / "base", [run(parent / "base", "heads", "skip", 0, 0.9, 0.30),
+                            run(parent / "base", "heads", "simlabel", 0, 0.9, 0.40),
+                            run(parent / "base", "heads", "simlabel+confidence", 0, 0.9, 0.50)])
+    write(parent / "n0-0", [run(parent / "n0-0", "heads", "simlabel+confidence", 0, 0.9, 0.20),
+                            run(parent / "n0-0", "heads", "simlabel+confidence", 1, 0.9, 0.40)])
     lines = summarize.ablation([parent / "base", parent / "n0-0"]).splitlines()
     assert lines[0] == "| variant | heads mr 0 | mean |"
     assert lines[2:] == ["| base | 50.0 ± 0.0 | 50.0 |", "| base (skip) | 30.0 ± 0.0 | 30.0 |",
@@ -58,40 +140,3 @@ def test_ablation_rows_are_validation_means(tmp_path, summarize):
 def test_missing_results_is_a_clear_error(tmp_path, summarize):
     with pytest.raises(SystemExit, match="results.json does not exist"):
         summarize.main(["main", str(tmp_path / "nowhere")])
-
-
-def test_by_annotator_buckets_by_test_labels_per_seed(tmp_path, summarize):
-    def two(mode, seed, sparse_acc, heavy_acc):
-        m = run(mode, seed, 0.0, 0.0)
-        m["annotators"] = [{"id": "sparse", "accuracy": sparse_acc, "test_count": 1 + seed},
-                           {"id": "heavy", "accuracy": heavy_acc, "test_count": 12}]
-        return m
-    d = write(tmp_path / "music", [two("skip", 0, 0.0, 0.5), two("skip", 1, 0.5, 0.7),
-                                   two("simlabel+confidence", 0, 1.0, 0.5), two("simlabel+confidence", 1, 0.5, 0.5)])
-    # sparse: 1.5 test labels per seed, Skip mean 25 %, +Conf 75 %; heavy: 12 per seed, 60 % → 50 %
-    assert summarize.by_annotator(d).splitlines()[-1] == "| heads | 25.0 → 75.0 (1) | – | 60.0 → 50.0 (1) |"
-
-
-def test_auto_takes_each_seeds_best_validation_candidate(tmp_path, summarize):
-    sl = "simlabel"
-    # seed 0: validation 0.30 (Skip) < 0.35 (λ 1) < 0.40 (λ 3) → λ 3, test 0.46;
-    # seed 1: Skip's 0.50 beats both (0.45, 0.45) → λ 0, i.e. Skip's own test Avg 0.50 (gain 0)
-    base = write(tmp_path / "music", [run("skip", 0, 0.40, 0.30), run("skip", 1, 0.50, 0.50),
-                                      run(sl, 0, 0.46, 0.40), run(sl, 1, 0.60, 0.45)])
-    lam1 = write(tmp_path / "lam1", [run(sl, 0, 0.70, 0.35), run(sl, 1, 0.70, 0.45)])
-    runs, note = summarize.auto_runs(base, {3.0: base, 1.0: lam1})
-    chosen = sorted((m["seed"], m["avg_accuracy"]) for m in runs if m["mode"] == sl)
-    assert chosen == [(0, 0.46), (1, 0.50)]
-    assert note == {("heads", 0.0): "0: 1×, 3: 1×"}
-    row = summarize.main_table("music", runs, note).splitlines()[-1]
-    assert row.startswith("| heads | 0 | 45.0 ± 7.1 | 48.0 ± 2.8 | +3.0 ± 4.2 |")
-    assert row.endswith("| 0: 1×, 3: 1× |")
-
-
-def test_sampling_se_of_avg_by_hand(summarize):
-    # micro accuracy 0.5, annotators with 1 and 4 test labels (and one with none, left out):
-    # SE = sqrt(0.25 / 1 + 0.25 / 4) / 2 = sqrt(0.3125) / 2 = 0.2795
-    m = run("skip", 0, 0.5, 0.5)
-    m["annotators"] = [{"id": "a", "accuracy": 1.0, "test_count": 1}, {"id": "b", "accuracy": 0.25, "test_count": 4},
-                       {"id": "c", "accuracy": None, "test_count": 0}]
-    assert summarize.sampling_se(m) == pytest.approx(0.3125 ** 0.5 / 2, abs=1e-12)

@@ -1,40 +1,102 @@
 """The tables of docs/results.md, from the `simlabel compare` outputs that docs/study/*.sh write.
 
-    python docs/study/summarize.py ablation runs/study/ablation   # validation Avg per lever (the ablation)
-    python docs/study/summarize.py main runs/study/music ...      # test Avg per model and missing rate
-    python docs/study/summarize.py by-annotator runs/study/music  # Skip vs SimLabel + Conf. by annotator activity
-    python docs/study/summarize.py noise runs/study/music          # sampling noise of one seed's test Avg
-    python docs/study/summarize.py auto runs/study/music 3:runs/study/music 1:runs/study/music-lam1
-                                                                  # lam = "auto" from finished runs (see auto_runs)
+    python docs/study/summarize.py budget runs/study/budget            # validation Avg and best epoch per lr
+    python docs/study/summarize.py ablation runs/study/ablation        # round 1: validation Avg per lever
+    python docs/study/summarize.py sharing runs/study/sharing          # this round: candidates on validation
+    python docs/study/summarize.py main runs/study/music ...           # test Avg, gain, interval, verdict
+    python docs/study/summarize.py aim runs/study/music ...            # best backbone with SimLabel vs with Skip
+    python docs/study/summarize.py imputation runs/study/music ...     # imputed labels against two baselines
+    python docs/study/summarize.py buckets runs/study/music ...        # gains by the annotator's training labels
 
-Accuracies are percentages, mean ± sample std over seeds. Gains over Skip are paired per seed (same split, same
-removed labels). Two verdicts per mode: "paired" — the mean gain exceeds the std of the per-seed gains; "unpaired"
-— it exceeds the seed std of both modes' Avg (which also holds the split-to-split spread of the test items).
+Accuracies are percentages. Gains over Skip are paired per seed (same split, same removed labels): mean ± standard
+error over seeds, with the 95 % paired bootstrap interval over items of simlabel_ext.report.paired (test items
+for test numbers, validation items for the choices made on validation). A verdict is *beats* / *worse* when the
+interval lies above / below 0, else *inconclusive*.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from simlabel_ext.report.tables import aggregate, defined, mean_std, percent
-from simlabel_ext.train.lam_selection import choose_lam
+import numpy as np
+
+from simlabel_ext.report.paired import paired_gain, split_outcome
+from simlabel_ext.report.tables import defined, mean_std, percent
+from simlabel_ext.rundir import RunDirectory
 
 MODES = ("skip", "simlabel", "simlabel+confidence")
+TEST, VALIDATION = 2, 1
 
 
-def _runs(directory: Path) -> list[dict]:
+def _results(directory: Path) -> dict:
     path = directory / "results.json"
     if not path.is_file():
         raise SystemExit(f"summarize: {path} does not exist (run the study script first)")
-    return json.loads(path.read_text(encoding="utf-8"))["runs"]
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _runs(directory: Path) -> list[dict]:
+    return _results(directory)["runs"]
+
+
+def _outcome(run: dict, split: int = TEST):
+    return split_outcome(RunDirectory(run["run_dir"]).predictions(), split)
+
+
+def _interval(pairs: Sequence[tuple[int, dict, dict]], split: int) -> str:
+    """``+g ± se [low, high] verdict`` of the runs ``(seed, candidate, baseline)`` on ``split``."""
+    return _format(paired_gain([(seed, _outcome(a, split), _outcome(b, split)) for seed, a, b in pairs]))
+
+
+def _format(g) -> str:
+    verdict = g.verdict if g.verdict == "inconclusive" else f"**{g.verdict}**"
+    return (f"{percent(g.mean, g.se if defined(g.se) else None, signed=True)} "
+            f"[{percent(g.low, signed=True)}, {percent(g.high, signed=True)}] {verdict}")
+
+
+def _index(runs: Sequence[dict]) -> dict[tuple[str, str, float, int], dict]:
+    return {(m["model"], m["mode"], float(m["missing_rate"]), m["seed"]): m for m in runs}
+
+
+# ------------------------------------------------------------------------------------------------ budget
+def budget(parent: Path) -> str:
+    """One row per (data set, model, mode) of the lr probe: validation Avg and best epoch / epoch limit per lr
+    (sub-directories ``<data set>-lr<lr>``), and per lr the mean validation Avg over the cells every lr has and
+    how many of them converged (best epoch <= 90 % of the limit)."""
+    cells: dict[tuple[str, str, str], dict[str, dict]] = {}
+    lrs: list[str] = []
+    for directory in sorted(p for p in parent.iterdir() if (p / "results.json").is_file()):
+        name, _, lr = directory.name.rpartition("-lr")
+        lrs += [lr] if lr not in lrs else []
+        for m in _runs(directory):
+            cells.setdefault((name, m["model"], m["mode"]), {})[lr] = m
+    lrs.sort(key=float, reverse=True)
+    header = ["data set", "model", "mode"] + [f"lr {lr}" for lr in lrs]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|---|" + "---:|" * len(lrs)]
+    for (name, model, mode), by_lr in sorted(cells.items()):
+        row = [name, model, mode]
+        for lr in lrs:
+            m = by_lr.get(lr)
+            row.append("–" if m is None else f"{percent(m['best_val_avg_accuracy'])} (epoch {m['best_epoch']} of "
+                                             f"{m['epoch_limit']})")
+        lines.append("| " + " | ".join(row) + " |")
+    common = [c for c, by_lr in cells.items() if all(lr in by_lr for lr in lrs)]
+    summary = []
+    for lr in lrs:
+        runs = [cells[c][lr] for c in common]
+        mean = sum(m["best_val_avg_accuracy"] for m in runs) / len(runs)
+        done = sum(m["best_epoch"] <= 0.9 * m["epoch_limit"] for m in runs)
+        summary.append(f"lr {lr}: mean validation Avg {percent(mean)}, converged {done} of {len(runs)}")
+    return "\n".join(lines) + f"\n\nOver the {len(common)} cells every lr has: " + "; ".join(summary) + "."
+
+
+# ------------------------------------------------------------------------------------------------ ablations
 def ablation(directories: list[Path]) -> str:
-    """Best-epoch validation Avg per (model, rate): one row per variant directory and mode (SimLabel + Confidence
-    rows carry the variant's name; other modes, e.g. the Skip baseline, get it in brackets)."""
+    """Round 1: best-epoch validation Avg per (model, rate), one row per variant directory and mode (SimLabel +
+    Confidence rows carry the variant's name; other modes, e.g. the Skip baseline, get it in brackets)."""
     rows, columns = [], None
     for directory in directories:
         runs = _runs(directory)
@@ -56,150 +118,174 @@ def ablation(directories: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def main_table(title: str, runs: list[dict], note: dict[tuple[str, float], str] | None = None) -> str:
-    """Test Avg per (model, missing rate): Skip, SimLabel and SimLabel + Confidence with paired gains; ``note``
-    adds a last column per (model, rate)."""
-    rows = {(r["model"], r["missing_rate"], r["mode"]): r for r in aggregate(runs)}
-    keys = sorted({(model, rate) for model, rate, _ in rows})
-    extra = ("", "") if note is None else (" | λ chosen", "---|")
-    lines = [f"**{title}** — test Avg (%), mean ± std over seeds; Δ = paired gain over Skip",
-             "",
-             "| model | extra missing | Skip | SimLabel | Δ | SimLabel + Conf. | Δ | imputed | imp. acc "
-             "| beats Skip: paired | unpaired" + extra[0] + " |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|" + extra[1]]
-    for model, rate in keys:
-        skip, simlabel, conf = (rows.get((model, rate, mode)) for mode in MODES)
+def sharing(parent: Path) -> str:
+    """This round's candidates on validation, from the run directories ``parent/<data set>/<model>/s<seed>/<variant>``
+    that docs/study/sharing.py writes: each variant against the ``skip`` run of the same seed, paired gain in
+    validation Avg with its interval over validation items."""
+    lines = []
+    for data_dir in sorted(p for p in parent.iterdir() if p.is_dir()):
+        models = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+        runs: dict[tuple[str, str], dict[int, RunDirectory]] = {}
+        for model in models:
+            for d in sorted((data_dir / model).glob("s*/*")):
+                if RunDirectory(d).finished:
+                    runs.setdefault((model, d.name), {})[int(d.parent.name[1:])] = RunDirectory(d)
+        variants = sorted({v for _, v in runs if v != "skip"}, key=lambda v: (v != "base", v))
+        lines += [f"**{data_dir.name}**: validation Avg gain over Skip (points), mean ± SE over seeds "
+                  "[95 % paired bootstrap interval over validation items]", "",
+                  "| variant | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+        for variant in variants:
+            cells = []
+            for model in models:
+                mine, skip = runs.get((model, variant), {}), runs.get((model, "skip"), {})
+                seeds = sorted(set(mine) & set(skip))
+                if not seeds:
+                    cells.append("–")
+                    continue
+                g = paired_gain([(s, split_outcome(mine[s].predictions(), VALIDATION),
+                                  split_outcome(skip[s].predictions(), VALIDATION)) for s in seeds])
+                cells.append(_format(g))
+            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+# ------------------------------------------------------------------------------------------------ test tables
+def main_table(directory: Path) -> str:
+    """Per missing rate, per model: Skip's test Avg, then each mode's Avg, paired gain ± SE, interval and verdict
+    (the rows ``simlabel compare`` computed), and whether every run converged."""
+    results = _results(directory)
+    table = results["table"]
+    lines = [f"**{directory.name}** ({len({s for r in table for s in r['seeds']})} seeds): test Avg (%), mean ± "
+             "std over seeds; Δ: paired gain over Skip, mean ± SE [95 % interval] verdict", "",
+             "| extra missing | model | Skip | SimLabel | Δ SimLabel | SimLabel + Conf. | Δ SimLabel + Conf. |",
+             "|---:|---|---:|---:|---|---:|---|"]
+    rows = {(r["missing_rate"], r["model"], r["mode"]): r for r in table}
+    for rate, model in sorted({(r, m) for r, m, _ in rows}):
+        skip = rows.get((rate, model, "skip"))
         if skip is None:
             continue
-        cells = [model, f"{rate:g}", percent(skip["avg_mean"], skip["avg_std"])]
-        paired, unpaired = [], []
-        for name, row in (("SimLabel", simlabel), ("+Conf", conf)):
-            if row is None:
+        cells = [f"{rate:g}", model, percent(skip["avg_mean"], skip["avg_std"])]
+        for mode in MODES[1:]:
+            r = rows.get((rate, model, mode))
+            if r is None:
                 cells += ["–", "–"]
                 continue
-            cells += [percent(row["avg_mean"], row["avg_std"]), percent(row["gain_mean"], row["gain_std"], signed=True)]
-            paired.append(f"{name} {'yes' if row['gain_mean'] > row['gain_std'] else 'NO'}")
-            unpaired.append(f"{name} {'yes' if row['gain_mean'] > max(skip['avg_std'], row['avg_std']) else 'NO'}")
-        cells += [f"{conf['imputations_mean']:.0f}" if conf else "–",
-                  percent(conf["imputation_accuracy_mean"] if conf else None), ", ".join(paired), ", ".join(unpaired)]
-        if note is not None:
-            cells.append(note.get((model, rate), "–"))
+            verdict = {None: "–", "inconclusive": "inconclusive"}.get(r["verdict"], f"**{r['verdict']}**")
+            cells += [percent(r["avg_mean"], r["avg_std"]),
+                      f"{percent(r['gain_mean'], r['gain_se'], signed=True)} [{percent(r['gain_low'], signed=True)}, "
+                      f"{percent(r['gain_high'], signed=True)}] {verdict}"]
         lines.append("| " + " | ".join(cells) + " |")
+    late = [f"{r['model']} {r['mode']} mr {r['missing_rate']:g} seed {s} (epoch {b} of {n})" for r in table
+            for s, b, n in r.get("unconverged", [])]
+    lines += ["", "Not converged: " + "; ".join(late) + "." if late else
+              "Every run converged: its best validation epoch is at most 90 % of its epoch limit."]
     return "\n".join(lines)
 
 
-def auto_runs(skip_dir: Path, candidates: dict[float, Path]) -> tuple[list[dict], dict[tuple[str, float], str]]:
-    """``lam = "auto"`` evaluated from finished runs: per (model, mode, rate, seed), the candidate λ whose run has
-    the best validation Avg (the library's own rule, ``choose_lam``; λ = 0 is the Skip run of the same seed, whose
-    model is the one a λ = 0 run trains). Returns Skip's runs plus the chosen runs, and per (model, rate) how often
-    each λ was chosen (SimLabel and SimLabel + Confidence together). Models without runs for every λ are left out."""
-    skip = {(m["model"], m["missing_rate"], m["seed"]): m for m in _runs(skip_dir) if m["mode"] == "skip"}
-    by_lam = {lam: {(m["model"], m["mode"], m["missing_rate"], m["seed"]): m for m in _runs(d) if m["mode"] != "skip"}
-              for lam, d in candidates.items()}
-    keys = set.intersection(*(set(runs) for runs in by_lam.values()))
-    models = {model for model, _, _, _ in keys}
-    chosen_runs, counts = [m for key, m in skip.items() if key[0] in models], {}
-    for model, mode, rate, seed in sorted(keys):
-        base = skip.get((model, rate, seed))
-        if base is None:
+def aim(directory: Path) -> str:
+    """Per missing rate: the backbone with the best mean validation Avg under Skip, and under SimLabel or
+    SimLabel + Confidence (the backbone and mode a user would pick, chosen on validation), and the second's
+    paired gain over the first on test items (the runs of each seed paired)."""
+    runs = _runs(directory)
+    index = _index(runs)
+    lines = [f"**{directory.name}**: the best backbone by validation Avg, under Skip and under SimLabel (either "
+             "mode); test Avg (%) and the paired gain on test items", "",
+             "| extra missing | best with Skip | its test Avg | best with SimLabel | its test Avg | gain [95 % interval] |",
+             "|---:|---|---:|---|---:|---|"]
+    for rate in sorted({float(m["missing_rate"]) for m in runs}):
+        def best(modes: Sequence[str]) -> tuple[str, str, list[int]]:
+            scores = {}
+            for model, mode, r, seed in index:
+                if r == rate and mode in modes:
+                    scores.setdefault((model, mode), []).append(index[(model, mode, r, seed)])
+            (model, mode), members = max(scores.items(),
+                                         key=lambda kv: mean_std([m["best_val_avg_accuracy"] for m in kv[1]])[0])
+            return model, mode, sorted(m["seed"] for m in members)
+
+        skip_model, _, seeds = best(["skip"])
+        model, mode, seeds_sl = best(["simlabel", "simlabel+confidence"])
+        common = sorted(set(seeds) & set(seeds_sl))
+        pairs = [(s, index[(model, mode, rate, s)], index[(skip_model, "skip", rate, s)]) for s in common]
+        avg = lambda key: percent(*mean_std([index[(*key, rate, s)]["avg_accuracy"] for s in common]))  # noqa: E731
+        lines.append(f"| {rate:g} | {skip_model} | {avg((skip_model, 'skip'))} | {model} {mode} | "
+                     f"{avg((model, mode))} | {_interval(pairs, TEST)} |")
+    return "\n".join(lines)
+
+
+def imputation(directory: Path) -> str:
+    """Per (model, rate) of SimLabel + Confidence: imputed labels, and where hidden labels are known, the accuracy
+    of the imputed labels, of the item's majority among the other annotators and of the annotator's own Skip
+    model on the same entries; beside the gain of + Confidence over SimLabel alone (paired, test items)."""
+    runs = _runs(directory)
+    index = _index(runs)
+    rows = {(r["missing_rate"], r["model"], r["mode"]): r for r in _results(directory)["table"]}
+    lines = [f"**{directory.name}**: confidence cycling", "",
+             "| extra missing | model | imputed | scored | imputed acc. | majority of others | own Skip model "
+             "| + Conf. over SimLabel [95 % interval] |", "|---:|---|---:|---:|---:|---:|---:|---|"]
+    for rate, model, mode in sorted(rows):
+        if mode != "simlabel+confidence":
             continue
-        scores = {0.0: base["best_val_avg_accuracy"]}
-        scores.update({lam: runs[(model, mode, rate, seed)]["best_val_avg_accuracy"] for lam, runs in by_lam.items()})
-        lam = choose_lam(scores)
-        run = dict(base, mode=mode, imputations=0) if lam == 0.0 else by_lam[lam][(model, mode, rate, seed)]
-        chosen_runs.append(run)
-        tally = counts.setdefault((model, rate), {})
-        tally[lam] = tally.get(lam, 0) + 1
-    note = {key: ", ".join(f"{lam:g}: {n}×" for lam, n in sorted(tally.items())) for key, tally in counts.items()}
-    return chosen_runs, note
-
-
-def sampling_se(run: dict) -> float:
-    """Standard error of one run's test Avg from the test sample alone: each annotator's accuracy is a binomial
-    proportion over its n_a test labels, with the run's micro accuracy p as the common rate (per-annotator rates
-    are 0 or 1 for most annotators with one or two labels). SE = sqrt(Σ_a p(1 - p) / n_a) / A, over the A
-    annotators with test labels."""
-    counts = [a["test_count"] for a in run["annotators"] if a["test_count"] > 0]
-    p = run["micro_accuracy"]
-    return math.sqrt(sum(p * (1 - p) / n for n in counts)) / len(counts)
-
-
-def noise(directory: Path, mode: str = "skip") -> str:
-    """Per model and missing rate: the mean over seeds of :func:`sampling_se` for ``mode``'s runs, beside the
-    observed seed std of the Avg and the annotators / test labels per seed."""
-    groups: dict[tuple[str, float], list[dict]] = {}
-    for m in _runs(directory):
-        if m["mode"] == mode:
-            groups.setdefault((m["model"], float(m["missing_rate"])), []).append(m)
-    lines = [f"**{directory.name}**, {mode}: sampling noise of one seed's test Avg", "",
-             "| model | extra missing | annotators with test labels | test labels | SE of Avg from the test sample "
-             "| seed std of Avg |", "|---|---:|---:|---:|---:|---:|"]
-    for (model, rate), runs in sorted(groups.items()):
-        counts = [sum(a["test_count"] > 0 for a in m["annotators"]) for m in runs]
-        labels = [sum(a["test_count"] for a in m["annotators"]) for m in runs]
-        se = sum(sampling_se(m) for m in runs) / len(runs)
-        std = mean_std([m["avg_accuracy"] for m in runs])[1]
-        lines.append(f"| {model} | {rate:g} | {sum(counts) / len(runs):.0f} | {sum(labels) / len(runs):.0f} "
-                     f"| {percent(se)} | {percent(std)} |")
+        r = rows[(rate, model, mode)]
+        seeds = [s for s in r["seeds"] if (model, "simlabel", rate, s) in index]
+        pairs = [(s, index[(model, mode, rate, s)], index[(model, "simlabel", rate, s)]) for s in seeds]
+        scored = r.get("imputations_scored_mean")
+        lines.append(f"| {rate:g} | {model} | {r['imputations_mean']:.0f} | "
+                     f"{f'{scored:.0f}' if defined(scored) else '–'} | {percent(r['imputation_accuracy_mean'])} | "
+                     f"{percent(r['imputation_majority_mean'])} | {percent(r['imputation_own_skip_mean'])} | "
+                     f"{_interval(pairs, TEST) if pairs else '–'} |")
     return "\n".join(lines)
 
 
-def by_annotator(directory: Path, rate: float = 0.0, bounds: tuple[int, ...] = (3, 10)) -> str:
-    """Where the gain comes from: annotators bucketed by their test labels per seed (a proxy for how many labels
-    they gave overall), mean per-annotator test accuracy of Skip and SimLabel + Confidence per model at ``rate``."""
-    groups: dict[tuple[str, str], dict[str, list[tuple[float, int]]]] = {}
-    for m in _runs(directory):
-        if float(m["missing_rate"]) == rate:
-            per = groups.setdefault((m["model"], m["mode"]), {})
-            for a in m["annotators"]:
-                per.setdefault(a["id"], []).append((a["accuracy"], a["test_count"]))
-    edges = (0, *bounds, None)
-    names = [f"{lo}–{hi - 1}" if hi else f"≥ {lo}" for lo, hi in zip(edges[:-1], edges[1:])]
-    lines = [f"**{directory.name}**, extra missing {rate:g}: mean per-annotator test accuracy (%) by the annotator's "
-             "test labels per seed; (n) = annotators in the bucket", "",
-             "| model | " + " | ".join(f"{n} labels: Skip → +Conf" for n in names) + " |",
-             "|---|" + "---:|" * len(names)]
-    for model in sorted({model for model, _ in groups}):
-        skip, conf = groups.get((model, "skip"), {}), groups.get((model, "simlabel+confidence"), {})
-        cells = []
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            members = [a for a, v in skip.items() if lo <= sum(n for _, n in v) / len(v) < (hi or 10**9)]
-            pairs = [(mean_std([acc for acc, _ in skip[a]])[0], mean_std([acc for acc, _ in conf[a]])[0])
-                     for a in members if a in conf]
-            pairs = [(x, y) for x, y in pairs if defined(x) and defined(y)]
-            if not pairs:
-                cells.append("–")
+def buckets(directory: Path, rate: float = 0.0, edges: tuple[int, ...] = (0, 10, 50)) -> str:
+    """Where the gain comes from: annotators bucketed by their training labels (in each seed's split), mean
+    per-annotator test accuracy of each mode per model at ``rate`` (over annotators and seeds)."""
+    runs = [m for m in _runs(directory) if float(m["missing_rate"]) == rate]
+    names = [f"{lo}–{hi - 1}" for lo, hi in zip(edges[:-1], edges[1:])] + [f"≥ {edges[-1]}"]
+    acc: dict[tuple[str, str, int], list[float]] = {}
+    members: dict[tuple[str, int], set[tuple[int, str]]] = {}
+    for m in runs:
+        arrays = RunDirectory(m["run_dir"]).predictions()
+        counts = (arrays["labels"][arrays["split"] == 0] >= 0).sum(0)
+        for a, row in enumerate(m["annotators"]):
+            if row["accuracy"] is None:
                 continue
-            before, after = (sum(p[k] for p in pairs) / len(pairs) for k in (0, 1))
-            cells.append(f"{percent(before)} → {percent(after)} ({len(pairs)})")
+            bucket = int(np.searchsorted(edges, counts[a], side="right")) - 1
+            acc.setdefault((m["model"], m["mode"], bucket), []).append(row["accuracy"])
+            members.setdefault((m["model"], bucket), set()).add((m["seed"], row["id"]))
+    models = sorted({m["model"] for m in runs})
+    lines = [f"**{directory.name}**, extra missing {rate:g}: mean per-annotator test accuracy (%) by the annotator's "
+             "training labels, Skip → SimLabel → SimLabel + Conf.; (n) = (annotator, seed) pairs with test labels", "",
+             "| model | " + " | ".join(f"{n} training labels" for n in names) + " |", "|---|" + "---:|" * len(names)]
+    for model in models:
+        cells = []
+        for b in range(len(names)):
+            values = [mean_std(acc.get((model, mode, b), []))[0] for mode in MODES]
+            n = len(members.get((model, b), ()))
+            cells.append("–" if not n else " → ".join(percent(v) for v in values) + f" ({n})")
         lines.append("| " + " | ".join([model] + cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", choices=("ablation", "main", "by-annotator", "noise", "auto"))
-    parser.add_argument("dirs", nargs="+", help="compare output directories (ablation: their parent; auto: the "
-                                                "Skip runs' directory, then LAMBDA:DIR per candidate)")
+    parser.add_argument("table", choices=("budget", "ablation", "sharing", "main", "aim", "imputation", "buckets"))
+    parser.add_argument("dirs", nargs="+", type=Path,
+                        help="compare output directories (budget, ablation, sharing: their parent)")
     args = parser.parse_args(argv)
-    if args.table == "auto":
-        candidates = {float(lam): Path(d) for lam, _, d in (item.partition(":") for item in args.dirs[1:])}
-        runs, note = auto_runs(Path(args.dirs[0]), candidates)
-        print(main_table(f"{Path(args.dirs[0]).name}, lam auto", runs, note))
-        return 0
-    args.dirs = [Path(d) for d in args.dirs]
     if args.table == "ablation":
         parent = args.dirs[0]
         order = ["base", "lr-1e-4"]
         found = sorted(p for p in parent.iterdir() if (p / "results.json").is_file())
         found.sort(key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
         print(ablation(found))
-    elif args.table == "noise":
-        print("\n\n".join(noise(d) for d in args.dirs))
-    elif args.table == "main":
-        print("\n\n".join(main_table(d.name, _runs(d)) for d in args.dirs))
+        return 0
+    single = {"budget": budget, "sharing": sharing}
+    each = {"main": main_table, "aim": aim, "imputation": imputation, "buckets": buckets}
+    if args.table in single:
+        print(single[args.table](args.dirs[0]))
     else:
-        print("\n\n".join(by_annotator(d) for d in args.dirs))
+        print("\n\n".join(each[args.table](d) for d in args.dirs))
     return 0
 
 

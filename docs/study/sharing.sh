@@ -1,0 +1,22 @@
+#!/bin/bash
+# This round's candidates for sharing backbones (docs/results.md), on VALIDATION data: padl, madl and heads on
+# music_genre and sentiment_polarity, seeds 0 and 1, one lever per variant (docs/study/sharing.py). Run from the
+# repository root; STUDY (default runs/study) holds the outputs, SHARED the data folder. Finished runs are skipped.
+set -euo pipefail
+STUDY=${STUDY:-runs/study}
+export OMP_NUM_THREADS=1 SHARED=${SHARED:-../shared/data}
+jobs() {
+    for ds in sentiment music; do for model in padl madl heads; do for seed in 0 1; do
+        local o="$STUDY/sharing/$ds/$model/s$seed" run="--dataset $ds --model $model --seed $seed"
+        echo "$run --mode skip --out $o/skip"
+        echo "$run --out $o/base"
+        for m in 5 20 80; do echo "$run --shrink $m --out $o/shrink$m"; done
+        for g in 0.3 0.6; do echo "$run --gate $g --out $o/gate$g"; done
+        echo "$run --lam 1 --out $o/lam1"
+        echo "$run --soft-source labels --out $o/labels"
+        echo "$run --soft-source labels --shrink 20 --out $o/labels-shrink20"
+        echo "$run --mode simlabel+confidence --targets --out $o/conf-targets"
+    done; done; done
+}
+jobs | xargs -P 2 -L 1 python docs/study/sharing.py
+python docs/study/summarize.py sharing "$STUDY/sharing"
