@@ -391,6 +391,9 @@ def test_write_report_files(tmp_path):
         # JSON has no NaN: an undefined number is null
         assert got["imputation_accuracy_mean"] is None if math.isnan(want["imputation_accuracy_mean"]) else \
             got["imputation_accuracy_mean"] == pytest.approx(want["imputation_accuracy_mean"])
+        # these runs have no predictions.npz (as runs written before it existed): a row, but no interval
+        assert got["gain_low"] is None and got["verdict"] is None
+        assert "imputation_baselines" not in data["runs"][0]
     md = (out / "results.md").read_text()
     assert md.startswith("# SimLabel comparison: dataset `synthetic`")
     assert "    simlabel compare --seeds 0,1,2" in md

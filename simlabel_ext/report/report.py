@@ -2,7 +2,7 @@
 
 It reads finished run directories (``metrics.json``, ``history.json``, ``similarity.npz``, ``predictions.npz``)
 through :class:`~simlabel_ext.rundir.RunDirectory`; it never trains. A run without ``predictions.npz`` (written
-by versions before 0.2) still gets its row, without the bootstrap interval and the imputation baselines.
+before runs had one) still gets its row, without the bootstrap interval and the imputation baselines.
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ CONVERGED_SHARE = 0.9
 
 def converged(m: dict[str, Any]) -> bool | None:
     """Whether the run of ``metrics.json`` dict ``m`` converged (:data:`CONVERGED_SHARE`); None when its epoch
-    limit is not recorded (runs of versions before 0.2)."""
+    limit is not recorded (runs written before metrics.json had one)."""
     limit, best = m.get("epoch_limit"), m.get("best_epoch")
     return None if limit is None or best is None else best <= CONVERGED_SHARE * limit
 
