@@ -4,7 +4,9 @@
 # from the runs that produced it (`python docs/study/summarize.py main ...`).
 #
 #   docs/study/outputs.sh pack   STUDY   each STUDY/<grid> into docs/study/outputs/<grid>.tar.xz
-#   docs/study/outputs.sh unpack STUDY   the archives back into STUDY (runs already there are kept)
+#   docs/study/outputs.sh unpack STUDY   the archives back into STUDY (files already there are kept)
+#
+# OUTPUTS (default docs/study/outputs) names the folder of the archives.
 #
 # An archive holds, per finished run (one with metrics.json), what `simlabel compare` needs to reuse it and its
 # report needs to read it: config.toml, metrics.json, history.json, predictions.npz, and similarity.npz for the
@@ -15,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 command=${1:?usage: outputs.sh pack|unpack STUDY}
 STUDY=${2:?usage: outputs.sh pack|unpack STUDY}
-KEEP=docs/study/outputs
+KEEP=${OUTPUTS:-docs/study/outputs}
 case "$command" in
   pack)
     mkdir -p "$KEEP"
