@@ -176,7 +176,6 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
                 percent(r["imputation_own_skip_mean"]) if confidence else "–",
             ] + ([_lams(r)] if chose else [])
             out.append("| " + " | ".join(cells) + " |")
-        out += _convergence_lines(part)
         truth = _truth_row(part[0])
         if truth is not None:
             cells = [TRUTH_ROW[0], TRUTH_ROW[1]] + ([percent(truth[a]) for a in annotators] if wide else [])
@@ -185,6 +184,7 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
             out.append("")
             out.append(f"{TRUTH_ROW[0]} {TRUTH_ROW[1]}: how often each annotator's own labels equal the true labels "
                        "(all its labels, of items whose truth is known), beside what its model learned.")
+        out += _convergence_lines(part)
         out.append("")
     return "\n".join(out)
 
