@@ -24,8 +24,8 @@ import torch
 
 import simlabel_ext.train.trainer as trainer_module
 from simlabel_ext.kernels.flags import NO_ERROR
-from simlabel_ext.ops.options import LOG_Q_FLOOR, SimLabelOutput, combine_loss
-from simlabel_ext.ops.reference import accumulation_dtype, confidence, soft_labels
+from simlabel_ext.ops.options import SimLabelOutput, combine_loss
+from simlabel_ext.ops.reference import accumulation_dtype, confidence, entry_kl, soft_labels
 from simlabel_ext.train import TrainConfig, Trainer
 
 LEVERS = {"weight": None, "gate": 0.0}  # set per run: w_a [A] (or None) and the confidence gate
@@ -48,13 +48,7 @@ def step_with_levers(logits, labels, similarity, options, backend=None, checks=N
         q, mass = soft_labels(log_p.exp().detach(), labels, similarity, contributors=options.contributors,
                               soft_source=options.soft_source)
         soft = ~observed & (mass > 0)
-        log_q = q.clamp(min=LOG_Q_FLOOR).log()
-        if options.kl_direction == "reverse":
-            kl = (log_p.exp() * (log_p - log_q)).sum(-1)
-        else:
-            kl = (q * (log_q - log_p)).sum(-1)
-        if options.kl_weight == "evidence":
-            kl = kl * mass.clamp(max=1.0)
+        kl = entry_kl(log_p, q, mass, options)
         c = confidence(q)
         if LEVERS["weight"] is not None:
             kl = kl * LEVERS["weight"].to(kl.dtype)[None, :]

@@ -62,6 +62,20 @@ def confidence(q: torch.Tensor) -> torch.Tensor:
     return q.amax(-1) * (1.0 - entropy / math.log(q.shape[-1]))
 
 
+def entry_kl(log_p: torch.Tensor, q: torch.Tensor, mass: torch.Tensor, options: SimLabelOptions) -> torch.Tensor:
+    """The KL term of every entry [B, A], differentiable w.r.t. ``log_p [B, A, C]`` (log-probabilities): between
+    the model and the soft label ``q [B, A, C]`` in ``options.kl_direction``, scaled by the similarity ``mass
+    [B, A]`` (capped at 1) under ``kl_weight="evidence"``. Entries that are not soft are the caller's to mask."""
+    log_q = q.clamp(min=LOG_Q_FLOOR).log()
+    if options.kl_direction == "reverse":
+        kl = (log_p.exp() * (log_p - log_q)).sum(-1)
+    else:
+        kl = (q * (log_q - log_p)).sum(-1)
+    if options.kl_weight == "evidence":
+        kl = kl * mass.clamp(max=1.0)
+    return kl
+
+
 def closed_form_forward(
     logits: torch.Tensor, labels: torch.Tensor, similarity: torch.Tensor, options: SimLabelOptions
 ) -> tuple[torch.Tensor, ...]:
@@ -148,13 +162,7 @@ def simlabel_loss_reference(
             source_probs.to(dtype), labels, similarity, contributors=options.contributors, soft_source=options.soft_source
         )
         soft = ~observed & (mass > 0)
-        log_q = q.clamp(min=LOG_Q_FLOOR).log()
-        if options.kl_direction == "reverse":
-            kl = (log_p.exp() * (log_p - log_q)).sum(-1)
-        else:
-            kl = (q * (log_q - log_p)).sum(-1)
-        if options.kl_weight == "evidence":
-            kl = kl * mass.clamp(max=1.0)
+        kl = entry_kl(log_p, q, mass, options)
         kl_sum = torch.where(soft, kl, torch.zeros_like(kl)).sum()
         n_kl = soft.sum()
         conf = torch.where(soft, confidence(q), conf)
