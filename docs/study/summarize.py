@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from simlabel_ext.report.paired import paired_gain, split_outcome
-from simlabel_ext.report.tables import defined, mean_std, percent
+from simlabel_ext.report.tables import converged, defined, mean_std, percent
 from simlabel_ext.rundir import RunDirectory
 
 MODES = ("skip", "simlabel", "simlabel+confidence")
@@ -88,7 +88,7 @@ def budget(parent: Path) -> str:
     for lr in lrs:
         runs = [cells[c][lr] for c in common]
         mean = sum(m["best_val_avg_accuracy"] for m in runs) / len(runs)
-        done = sum(m["best_epoch"] <= 0.9 * m["epoch_limit"] for m in runs)
+        done = sum(bool(converged(m)) for m in runs)
         summary.append(f"lr {lr}: mean validation Avg {percent(mean)}, converged {done} of {len(runs)}")
     return "\n".join(lines) + f"\n\nOver the {len(common)} cells every lr has: " + "; ".join(summary) + "."
 
