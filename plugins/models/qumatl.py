@@ -121,12 +121,13 @@ class QuMATLModel(AnnotatorModel):
         self.queries = nn.Parameter(torch.randn(num_annotators, d_model))
         self.layers = nn.ModuleList(QueryDecoderLayer(d_model, num_heads, ffn_dim, dropout) for _ in range(num_layers))
         self.head = AnnotatorLinear(num_annotators, d_model, num_classes)
+        self.dropout = dropout
 
     def _decode(self, inputs: torch.Tensor, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         tokens = self.tokens(inputs)  # [B, T, d]
         # the first layer's self-attention sees the same queries for every item: once, unless dropout makes the
         # items differ
-        shared = not (self.training and any(m.p > 0 for m in self.modules() if isinstance(m, nn.Dropout)))
+        shared = not (self.training and self.dropout > 0)
         q = self.queries.unsqueeze(0)
         q = q if shared else q.expand(tokens.shape[0], -1, -1)
         weights = None
