@@ -100,6 +100,29 @@ def test_sharing_pairs_each_variant_with_skip_on_validation_items(tmp_path, summ
                          "| shrink | -100.0 ± 0.0 [-100.0, -100.0] **worse** |"]
 
 
+def test_dense_pairs_the_lever_with_the_grid_and_puts_it_in_the_aim(tmp_path, summarize):
+    grid, lever = tmp_path / "music", tmp_path / "dense-music"
+    wrong, right = predictions(False, False), predictions(True, True)
+    runs = []
+    for seed in (0, 1):
+        runs += [run(grid, "heads", "skip", seed, 0.0, 0.2, arrays=wrong),
+                 run(grid, "heads", "simlabel", seed, 0.0, 0.5, arrays=wrong),
+                 run(grid, "madl", "skip", seed, 0.0, 0.6, arrays=wrong),       # the best Skip backbone (val 0.6)
+                 run(grid, "madl", "simlabel", seed, 0.0, 0.55, arrays=wrong)]
+        d = lever / "runs" / "heads" / "mr0" / f"s{seed}"                       # the lever: val 0.7, right on test
+        d.mkdir(parents=True)
+        np.savez(d / "predictions.npz", **right)
+        (d / "metrics.json").write_text(json.dumps({"model": "heads", "seed": seed, "missing_rate": 0.0,
+                                                    "avg_accuracy": 1.0, "best_val_avg_accuracy": 0.7}))
+    lines = summarize.dense(write(grid, runs), lever).splitlines()
+    # heads with the lever right on every test entry, its Skip and SimLabel runs wrong on every one: +100 points
+    assert lines[4] == ("| 0 | heads | 100.0 ± 0.0 | +100.0 ± 0.0 [+100.0, +100.0] **beats** | "
+                        "+100.0 ± 0.0 [+100.0, +100.0] **beats** |")
+    # the aim with the lever in the choice: heads + the lever (val 0.7) against madl Skip (val 0.6)
+    assert lines[-1] == ("| 0 | madl | 0.0 ± 0.0 | heads dense | 100.0 ± 0.0 | +100.0 ± 0.0 [+100.0, +100.0] "
+                         "**beats** |")
+
+
 def test_buckets_by_training_labels(tmp_path, summarize):
     d = tmp_path / "music"
     arrays = predictions(True, True)   # annotator A1 has 2 training labels, A2 none: both in bucket 0-9

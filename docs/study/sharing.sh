@@ -16,6 +16,7 @@ jobs() {
         echo "$run --soft-source labels --out $o/labels"
         echo "$run --soft-source labels --shrink 20 --out $o/labels-shrink20"
         echo "$run --mode simlabel+confidence --targets --out $o/conf-targets"
+        for m in 20 100; do echo "$run --dense $m --out $o/dense$m"; done
     done; done; done
 }
 jobs | xargs -P 2 -L 1 python docs/study/sharing.py

@@ -7,6 +7,7 @@
     python docs/study/summarize.py aim runs/study/music ...            # best backbone with SimLabel vs with Skip
     python docs/study/summarize.py imputation runs/study/music ...     # imputed labels against two baselines
     python docs/study/summarize.py buckets runs/study/music ...        # gains by the annotator's training labels
+    python docs/study/summarize.py dense runs/study/music runs/study/dense/music   # the dense lever on test
 
 Accuracies are percentages. Gains over Skip are paired per seed (same split, same removed labels): mean ± standard
 error over seeds, with the 95 % paired bootstrap interval over items of simlabel_ext.report.paired (test items
@@ -194,23 +195,31 @@ def aim(directory: Path) -> str:
              "| extra missing | best with Skip | its test Avg | best with SimLabel | its test Avg | gain [95 % interval] |",
              "|---:|---|---:|---|---:|---|"]
     for rate in sorted({float(m["missing_rate"]) for m in runs}):
-        def best(modes: Sequence[str]) -> tuple[str, str, list[int]]:
-            scores = {}
-            for model, mode, r, seed in index:
-                if r == rate and mode in modes:
-                    scores.setdefault((model, mode), []).append(index[(model, mode, r, seed)])
-            (model, mode), members = max(scores.items(),
-                                         key=lambda kv: mean_std([m["best_val_avg_accuracy"] for m in kv[1]])[0])
-            return model, mode, sorted(m["seed"] for m in members)
-
-        skip_model, _, seeds = best(["skip"])
-        model, mode, seeds_sl = best(["simlabel", "simlabel+confidence"])
-        common = sorted(set(seeds) & set(seeds_sl))
-        pairs = [(s, index[(model, mode, rate, s)], index[(skip_model, "skip", rate, s)]) for s in common]
-        avg = lambda key: percent(*mean_std([index[(*key, rate, s)]["avg_accuracy"] for s in common]))  # noqa: E731
-        lines.append(f"| {rate:g} | {skip_model} | {avg((skip_model, 'skip'))} | {model} {mode} | "
-                     f"{avg((model, mode))} | {_interval(pairs, TEST)} |")
+        lines.append(_aim_row(index, rate, ("simlabel", "simlabel+confidence")))
     return "\n".join(lines)
+
+
+def _best(index: dict, rate: float, modes: Sequence[str]) -> tuple[str, str, list[int]]:
+    """The (model, mode) among ``modes`` with the best mean validation Avg at ``rate``, and its seeds."""
+    members: dict[tuple[str, str], list[dict]] = {}
+    for model, mode, r, seed in index:
+        if r == rate and mode in modes:
+            members.setdefault((model, mode), []).append(index[(model, mode, r, seed)])
+    (model, mode), runs = max(members.items(),
+                              key=lambda kv: mean_std([m["best_val_avg_accuracy"] for m in kv[1]])[0])
+    return model, mode, sorted(m["seed"] for m in runs)
+
+
+def _aim_row(index: dict, rate: float, modes: Sequence[str]) -> str:
+    """One row of the aim: the best backbone under Skip against the best among ``modes`` (both by validation),
+    their test Avg and the paired test gain over the seeds both have."""
+    skip_model, _, seeds = _best(index, rate, ["skip"])
+    model, mode, seeds_sl = _best(index, rate, modes)
+    common = sorted(set(seeds) & set(seeds_sl))
+    pairs = [(s, index[(model, mode, rate, s)], index[(skip_model, "skip", rate, s)]) for s in common]
+    avg = lambda key: percent(*mean_std([index[(*key, rate, s)]["avg_accuracy"] for s in common]))  # noqa: E731
+    return (f"| {rate:g} | {skip_model} | {avg((skip_model, 'skip'))} | {model} {mode} | {avg((model, mode))} | "
+            f"{_interval(pairs, TEST)} |")
 
 
 def imputation(directory: Path) -> str:
@@ -267,11 +276,48 @@ def buckets(directory: Path, rate: float = 0.0, edges: tuple[int, ...] = (0, 10,
     return "\n".join(lines)
 
 
+def lever_runs(parent: Path) -> list[dict]:
+    """The finished runs of docs/study/dense.sh under ``parent/runs/<model>/mr<rate>/s<seed>``, as rows like those
+    of results.json (metrics plus ``run_dir``), with the mode ``dense``."""
+    rows = []
+    for d in sorted(parent.glob("runs/*/mr*/s*")):
+        if RunDirectory(d).finished:
+            m = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
+            rows.append({**m, "mode": "dense", "run_dir": str(d)})
+    return rows
+
+
+def dense(grid: Path, lever: Path) -> str:
+    """The dense-similarity lever on test, against the grid ``grid`` (same splits and removed labels): per (rate,
+    model) its test Avg and its paired gains over the model's Skip and SimLabel runs; per rate, the aim with the
+    lever in the choice (the best backbone by validation among SimLabel, + Confidence and the lever, against the
+    best under Skip)."""
+    runs, extra = _runs(grid), lever_runs(lever)
+    index = _index(runs + extra)
+    lines = [f"**{grid.name}**, SimLabel with the dense similarity: test Avg (%), mean ± std over seeds; paired "
+             "gains, mean ± SE [95 % interval] verdict", "",
+             "| extra missing | model | dense | over Skip | over SimLabel |", "|---:|---|---:|---|---|"]
+    for rate, model in sorted({(float(m["missing_rate"]), m["model"]) for m in extra}):
+        seeds = sorted(s for mo, md, r, s in index if (mo, md, r) == (model, "dense", rate))
+        pairs = {base: [(s, index[(model, "dense", rate, s)], index[(model, base, rate, s)]) for s in seeds]
+                 for base in ("skip", "simlabel")}
+        avg = percent(*mean_std([index[(model, "dense", rate, s)]["avg_accuracy"] for s in seeds]))
+        lines.append(f"| {rate:g} | {model} | {avg} | {_interval(pairs['skip'], TEST)} | "
+                     f"{_interval(pairs['simlabel'], TEST)} |")
+    lines += ["", "| extra missing | best with Skip | its test Avg | best with SimLabel or the lever | its test Avg "
+              "| gain [95 % interval] |", "|---:|---|---:|---|---:|---|"]
+    for rate in sorted({float(m["missing_rate"]) for m in extra}):
+        lines.append(_aim_row(index, rate, ("simlabel", "simlabel+confidence", "dense")))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", choices=("budget", "ablation", "sharing", "main", "aim", "imputation", "buckets"))
+    parser.add_argument("table", choices=("budget", "ablation", "sharing", "main", "aim", "imputation", "buckets",
+                                                 "dense"))
     parser.add_argument("dirs", nargs="+", type=Path,
-                        help="compare output directories (budget, ablation, sharing: their parent)")
+                        help="compare output directories (budget, ablation, sharing: their parent; dense: the "
+                             "grid's and the lever's)")
     args = parser.parse_args(argv)
     if args.table == "ablation":
         parent = args.dirs[0]
@@ -282,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     single = {"budget": budget, "sharing": sharing}
     each = {"main": main_table, "aim": aim, "imputation": imputation, "buckets": buckets}
-    if args.table in single:
+    if args.table == "dense":
+        print(dense(*args.dirs[:2]))
+    elif args.table in single:
         print(single[args.table](args.dirs[0]))
     else:
         print("\n\n".join(each[args.table](d) for d in args.dirs))
