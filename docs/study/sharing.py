@@ -12,8 +12,9 @@ reference math of simlabel_ext.ops.reference, plus the lever):
   sharing ``n`` observed items (:func:`dense_similarity`; for ``--mode simlabel``, whose similarity nothing else
   refreshes).
 
-None helped (docs/results.md), so none is in the library. Every run, levers or not, goes through the same
-patched step, so the variants of one table differ only by their lever. Usage (sharing.sh runs the grid):
+None made padl or madl beat Skip (docs/results.md), so none is in the library; the dense similarity lifts heads
+and qumatl, and dense.sh measures it on test. Every run, levers or not, goes through the same patched step, so
+the variants of one table differ only by their lever. Usage (sharing.sh runs the grid, dense.sh the dense test):
 
     python docs/study/sharing.py --dataset music --model padl --seed 0 --shrink 20 --out DIR
 """

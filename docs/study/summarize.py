@@ -304,7 +304,9 @@ def dense(grid: Path, lever: Path) -> str:
         avg = percent(*mean_std([index[(model, "dense", rate, s)]["avg_accuracy"] for s in seeds]))
         lines.append(f"| {rate:g} | {model} | {avg} | {_interval(pairs['skip'], TEST)} | "
                      f"{_interval(pairs['simlabel'], TEST)} |")
-    lines += ["", "| extra missing | best with Skip | its test Avg | best with SimLabel or the lever | its test Avg "
+    lines += ["", f"**{grid.name}**, the aim with the lever in the choice: the best backbone by validation Avg under "
+              "Skip and under SimLabel, SimLabel + Confidence or the lever; test Avg (%) and the paired gain", "",
+              "| extra missing | best with Skip | its test Avg | best with SimLabel or the lever | its test Avg "
               "| gain [95 % interval] |", "|---:|---|---:|---|---:|---|"]
     for rate in sorted({float(m["missing_rate"]) for m in extra}):
         lines.append(_aim_row(index, rate, ("simlabel", "simlabel+confidence", "dense")))
