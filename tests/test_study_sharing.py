@@ -1,8 +1,6 @@
 """docs/study/sharing.py's dense similarity: hand-computed blend of the observed and the predicted kappa."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -11,15 +9,10 @@ from sklearn.metrics import cohen_kappa_score
 
 from simlabel_ext.similarity import SimilarityEngine
 
-SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "study" / "sharing.py"
-
 
 @pytest.fixture(scope="module")
-def sharing():
-    spec = importlib.util.spec_from_file_location("sharing", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def sharing(load_study_script):
+    return load_study_script("sharing")
 
 
 class FixedPredictions(torch.nn.Module):

@@ -6,7 +6,6 @@ exactly: a run right on every labelled item has Avg 1, one wrong on every item A
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,15 +14,10 @@ import pytest
 
 from simlabel_ext.report.tables import aggregate
 
-SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "study" / "summarize.py"
-
 
 @pytest.fixture(scope="module")
-def summarize():
-    spec = importlib.util.spec_from_file_location("summarize", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def summarize(load_study_script):
+    return load_study_script("summarize")
 
 
 #: 6 items x 2 annotators: items 0-1 train (annotator 0 has 2 training labels, annotator 1 none), 2-3 validation,
