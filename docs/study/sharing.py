@@ -1,9 +1,10 @@
 """This round's candidates for sharing backbones (docs/results.md, "SimLabel for sharing backbones"), one run per
-call, on VALIDATION data (the test numbers it also writes are not read by the study).
+call, on VALIDATION data (the test numbers it also writes are read only by dense.sh, for the lever that
+validation chose).
 
 Besides every option of the library (``--lam``, ``--soft-source``, ``--mode simlabel+confidence --targets``), it
-tries two levers that the library does not have, patched into the trainer's step in pure PyTorch (the
-reference math of simlabel_ext.ops.reference, plus the lever):
+tries three levers that the library does not have, in pure PyTorch: the first two patched into the trainer's step
+(the reference math of simlabel_ext.ops.reference, plus the lever), the third an epoch hook of the trainer:
 
 - ``--shrink m``: a KL strength per annotator that falls with its own training labels, ``w_a = m / (m + n_a)``;
 - ``--gate g``: the KL term only where the soft label's confidence is at least ``g``;

@@ -7,7 +7,7 @@
     python docs/study/summarize.py aim runs/study/music ...            # best backbone with SimLabel vs with Skip
     python docs/study/summarize.py imputation runs/study/music ...     # imputed labels against two baselines
     python docs/study/summarize.py buckets runs/study/music ...        # gains by the annotator's training labels
-    python docs/study/summarize.py dense runs/study/music runs/study/dense/music   # the dense lever on test
+    python docs/study/summarize.py dense runs/study/music runs/study/dense-music  # the dense lever on test
 
 Accuracies are percentages. Gains over Skip are paired per seed (same split, same removed labels): mean ± standard
 error over seeds, with the 95 % paired bootstrap interval over items of simlabel_ext.report.paired (test items
@@ -315,8 +315,8 @@ def dense(grid: Path, lever: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", choices=("budget", "ablation", "sharing", "main", "aim", "imputation", "buckets",
-                                                 "dense"))
+    tables = ("budget", "ablation", "sharing", "main", "aim", "imputation", "buckets", "dense")
+    parser.add_argument("table", choices=tables)
     parser.add_argument("dirs", nargs="+", type=Path,
                         help="compare output directories (budget, ablation, sharing: their parent; dense: the "
                              "grid's and the lever's)")
@@ -331,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     single = {"budget": budget, "sharing": sharing}
     each = {"main": main_table, "aim": aim, "imputation": imputation, "buckets": buckets}
     if args.table == "dense":
-        print(dense(*args.dirs[:2]))
+        if len(args.dirs) != 2:
+            parser.error("dense takes two directories: the grid's compare output and the lever's (dense.sh)")
+        print(dense(*args.dirs))
     elif args.table in single:
         print(single[args.table](args.dirs[0]))
     else:
