@@ -17,6 +17,7 @@ jobs() {
         echo "$run --soft-source labels --shrink 20 --out $o/labels-shrink20"
         echo "$run --mode simlabel+confidence --targets --out $o/conf-targets"
         for m in 20 100; do echo "$run --dense $m --out $o/dense$m"; done
+        if [ "$model" = heads ]; then for lam in 6 12; do echo "$run --lam $lam --dense 20 --out $o/dense20-lam$lam"; done; fi
     done; done; done
 }
 jobs | xargs -P 2 -L 1 python docs/study/sharing.py
