@@ -23,6 +23,7 @@ from simlabel_ext import _extension
 from simlabel_ext.similarity import (
     DEFAULT_N0,
     SimilarityEngine,
+    dense_similarity,
     kappa_from_counts,
     similarity_from_kappa,
 )
@@ -297,6 +298,26 @@ def test_formula_helpers_match_sklearn():
     assert abs(got - sklearn_metrics.cohen_kappa_score(ya, yb)) < 1e-12
     s = similarity_from_kappa(torch.tensor([[1.0, 0.5], [0.5, float("nan")]]), torch.tensor([[4, 6], [6, 2]]), n0=2)
     assert s.tolist() == [[0.0, 6 / 8 * 0.5], [6 / 8 * 0.5, 0.0]]
+
+
+def test_dense_similarity_blends_observed_and_predicted_kappa():
+    """dense_similarity against scikit-learn's kappa: (n K + m K_pred) / (n + m), clipped at 0, zero diagonal."""
+    # 3 annotators, 6 items; observed: annotators 0 and 1 share items 0-3 (kappa 0), annotator 2 shares nothing
+    observed = torch.tensor([[0, 0, -1], [1, 0, -1], [0, 1, -1], [1, 1, -1], [-1, -1, 0], [-1, -1, 1]])
+    predicted = torch.tensor([[0, 0, 0], [1, 1, 0], [0, 0, 1], [1, 1, 1], [0, 1, 0], [1, 0, 1]])
+    engine = SimilarityEngine(observed, 2)
+    k_obs = sklearn_metrics.cohen_kappa_score(observed[:4, 0], observed[:4, 1])
+    k_pred = lambda a, b: sklearn_metrics.cohen_kappa_score(predicted[:, a], predicted[:, b])  # noqa: E731
+    assert (k_obs, k_pred(0, 1), k_pred(0, 2), k_pred(1, 2)) == pytest.approx((0.0, 1 / 3, 1 / 3, -1 / 3))
+    s = dense_similarity(engine.kappa(), engine.overlap(), predicted, 2, m=20.0)
+    expected = torch.zeros(3, 3, dtype=torch.float64)
+    expected[0, 1] = expected[1, 0] = (4 * k_obs + 20 * k_pred(0, 1)) / 24   # 4 shared observed items
+    expected[0, 2] = expected[2, 0] = k_pred(0, 2)                            # none shared: K_pred alone
+    # (1, 2): K_pred = -1/3 is clipped to 0
+    torch.testing.assert_close(s, expected, rtol=0, atol=1e-12)
+    for m in (0.0, -1.0, math.inf):
+        with pytest.raises(ValueError, match="m must be a finite number > 0"):
+            dense_similarity(engine.kappa(), engine.overlap(), predicted, 2, m=m)
 
 
 # ------------------------------------------------------------------------------------------ property tests

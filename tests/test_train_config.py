@@ -82,6 +82,8 @@ BAD = [
     ("n0", -0.5, r"'n0' must be >= 0"),
     ("min_overlap", -2, r"'min_overlap' must be >= 0"),
     ("impute_start_epoch", -1, r"'impute_start_epoch' must be >= 0"),
+    ("dense_similarity", -1.0, r"'dense_similarity' must be >= 0"),
+    ("dense_similarity", float("inf"), r"'dense_similarity' must be finite"),
     ("warmup", 1.5, r"'warmup'"),
     ("warmup", -0.1, r"'warmup'"),
     ("missing_rate", 1.2, r"'missing_rate'"),

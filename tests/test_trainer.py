@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -587,4 +588,47 @@ def test_similarity_from_observed_labels_ignores_imputations(tmp_path):
     assert resumed.resume() and resumed.epoch == config.epochs - 1
     resumed.fit(resume=True)
     assert resumed.store.entries()["label"].tolist() == trainer.store.entries()["label"].tolist()
+    assert torch.equal(resumed.similarity, trainer.similarity)
+
+
+def test_dense_similarity_after_every_epoch_and_on_resume(tmp_path):
+    """``dense_similarity = m``: after every epoch S is ``max(0, (n K + m K_pred) / (n + m))``, with K the kappa of
+    the observed + imputed labels, n their shared items and K_pred scikit-learn's kappa of the model's predicted
+    labels on every training item; a run resumed from a checkpoint rebuilds the same S and ends identical."""
+    from sklearn.metrics import cohen_kappa_score
+
+    config = TrainConfig(**{**IMPUTING, "dense_similarity": 5.0})
+    seen = []
+
+    def check(t, record):
+        c, train = t.dataset.num_classes, torch.as_tensor(t.dataset.split.train)
+        t.model.eval()
+        with torch.no_grad():
+            predicted = t.model(t.inputs[train]).logits.argmax(-1).numpy()
+        t.model.train()
+        labels = t.store.labels().numpy()
+        kappa, overlap = np.nan_to_num(naive_kappa(labels, c)), naive_overlap(labels)
+        a = labels.shape[1]
+        expected = np.zeros((a, a))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a constant predicted column: NaN kappa, counted as 0
+            for i in range(a):
+                for j in range(a):
+                    if i != j:
+                        k = np.nan_to_num(cohen_kappa_score(predicted[:, i], predicted[:, j], labels=list(range(c))))
+                        expected[i, j] = max(0.0, (overlap[i, j] * kappa[i, j] + 5.0 * k) / (overlap[i, j] + 5.0))
+        np.testing.assert_allclose(t.similarity.numpy(), expected, rtol=0, atol=1e-6)  # S is float32
+        seen.append(t.similarity.clone())
+
+    trainer = Trainer(config, tmp_path / "run", log=lambda line: None, on_epoch_end=check)
+    trainer.fit()
+    assert len(seen) == config.epochs and len(trainer.store) > 50, "the run is meant to impute"
+    assert not torch.equal(seen[-1], trainer.engine.similarity()), "S is meant to differ from the labels' S"
+
+    resumed = Trainer(config, tmp_path / "resumed", log=lambda line: None)
+    shutil.copytree(tmp_path / "run" / "checkpoints", tmp_path / "resumed" / "checkpoints")
+    (tmp_path / "resumed" / "checkpoints" / f"epoch-{config.epochs:04d}.pt").unlink()
+    assert resumed.resume() and resumed.epoch == config.epochs - 1
+    assert torch.equal(resumed.similarity, seen[-2])
+    resumed.fit(resume=True)
     assert torch.equal(resumed.similarity, trainer.similarity)

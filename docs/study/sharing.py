@@ -2,20 +2,17 @@
 call, on VALIDATION data (the test numbers it also writes are read only by dense.sh, for the lever that
 validation chose).
 
-Besides every option of the library (``--lam``, ``--soft-source``, ``--mode simlabel+confidence --targets``), it
-tries three levers that the library does not have, in pure PyTorch: the first two patched into the trainer's step
-(the reference math of simlabel_ext.ops.reference, plus the lever), the third an epoch hook of the trainer:
+Besides every option of the library (``--lam``, ``--soft-source``, ``--mode simlabel+confidence --targets``,
+``--dense m`` for its ``dense_similarity``), it tries two levers that the library does not have, patched into the
+trainer's step in pure PyTorch (the reference math of simlabel_ext.ops.reference, plus the lever):
 
 - ``--shrink m``: a KL strength per annotator that falls with its own training labels, ``w_a = m / (m + n_a)``;
-- ``--gate g``: the KL term only where the soft label's confidence is at least ``g``;
-- ``--dense m``: after every epoch, the similarity from the models' predicted labels on every training item
-  (dense kappa), shrunk toward the observed kappa: ``S = max(0, (n K_obs + m K_pred) / (n + m))`` for a pair
-  sharing ``n`` observed items (:func:`dense_similarity`; for ``--mode simlabel``, whose similarity nothing else
-  refreshes).
+- ``--gate g``: the KL term only where the soft label's confidence is at least ``g``.
 
-None made padl or madl beat Skip (docs/results.md), so none is in the library; the dense similarity lifts heads
-and qumatl, and dense.sh measures it on test. Every run, levers or not, goes through the same patched step, so
-the variants of one table differ only by their lever. Usage (sharing.sh runs the grid, dense.sh the dense test):
+Neither made padl or madl beat Skip (docs/results.md), so neither is in the library. ``dense_similarity`` (the
+similarity blended with the kappa of the models' predicted labels on every training item) lifts heads and qumatl;
+dense.sh measures it on test. Every run, levers or not, goes through the same patched step, so the variants of
+one table differ only by their lever. Usage (sharing.sh runs the grid, dense.sh the dense test):
 
     python docs/study/sharing.py --dataset music --model padl --seed 0 --shrink 20 --out DIR
 """
@@ -32,7 +29,6 @@ import simlabel_ext.train.trainer as trainer_module
 from simlabel_ext.kernels.flags import NO_ERROR
 from simlabel_ext.ops.options import SimLabelOutput, combine_loss
 from simlabel_ext.ops.reference import accumulation_dtype, confidence, entry_kl, soft_labels
-from simlabel_ext.similarity.reference import kappa_from_counts, pair_counts
 from simlabel_ext.train import TrainConfig, Trainer
 
 LEVERS = {"weight": None, "gate": 0.0}  # set per run: w_a [A] (or None) and the confidence gate
@@ -70,22 +66,6 @@ def step_with_levers(logits, labels, similarity, options, backend=None, checks=N
                           torch.full((2,), NO_ERROR, dtype=torch.int64))
 
 
-def dense_similarity(trainer: Trainer, m: float) -> torch.Tensor:
-    """``S [A, A]`` (float64): kappa of the models' predicted labels on every training item, blended with the
-    observed kappa by their evidence, ``(n K_obs + m K_pred) / (n + m)`` (``n``: shared observed items; a pair
-    with ``n = 0`` takes ``K_pred``), clipped at 0, zero diagonal; NaN kappa counts as 0."""
-    train = torch.as_tensor(trainer.dataset.split.train)
-    trainer.model.eval()
-    with torch.no_grad():
-        predicted = trainer.model(trainer.inputs[train]).logits.argmax(-1).cpu()  # [N_train, A]
-    trainer.model.train()
-    k_pred = kappa_from_counts(*pair_counts(predicted, trainer.dataset.num_classes)).nan_to_num(0.0)
-    n = trainer.engine.overlap().double()
-    k_obs = trainer.engine.kappa().nan_to_num(0.0)
-    s = ((n * k_obs + m * k_pred) / (n + m)).clamp(min=0.0)
-    return s.fill_diagonal_(0.0)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", required=True, help="music, sentiment, amer2-like or amer-like")
@@ -99,8 +79,7 @@ def main(argv=None) -> int:
     p.add_argument("--targets", action="store_true", help="imputed labels trained as CE targets")
     p.add_argument("--shrink", type=float, default=0.0, help="m of w_a = m / (m + n_a); 0 = off")
     p.add_argument("--gate", type=float, default=0.0, help="KL only where the soft label's confidence >= this")
-    p.add_argument("--dense", type=float, default=0.0,
-                   help="m of the dense similarity (n K_obs + m K_pred) / (n + m), refreshed every epoch; 0 = off")
+    p.add_argument("--dense", type=float, default=0.0, help="the library's dense_similarity m (0 = off)")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     shared = Path(os.environ.get("SHARED", "../shared/data"))
@@ -109,18 +88,11 @@ def main(argv=None) -> int:
         a.dataset, ("synthetic", {"preset": a.dataset}))
     config = TrainConfig(dataset=dataset, dataset_options=options, model=a.model, mode=a.mode, seed=a.seed, lr=a.lr,
                          lam=a.lam, missing_rate=a.missing_rate, soft_source=a.soft_source,
-                         imputed_as_targets=a.targets, progress=False)
+                         imputed_as_targets=a.targets, dense_similarity=a.dense, progress=False)
     out = Path(a.out)
     if (out / "metrics.json").is_file():
         return 0
-    if a.dense > 0 and a.mode != "simlabel":
-        p.error("--dense is for --mode simlabel (confidence cycling refreshes the similarity from its imputations)")
-
-    def refresh_dense(trainer: Trainer, record) -> None:
-        trainer._similarity_cpu.copy_(dense_similarity(trainer, a.dense))  # what the run records as S
-        trainer.similarity.copy_(trainer._similarity_cpu)
-
-    trainer = Trainer(config, out, log=lambda line: None, on_epoch_end=refresh_dense if a.dense > 0 else None)
+    trainer = Trainer(config, out, log=lambda line: None)
     if a.shrink > 0:
         LEVERS["weight"] = a.shrink / (a.shrink + (trainer.train_labels >= 0).sum(0).double())
     LEVERS["gate"] = a.gate

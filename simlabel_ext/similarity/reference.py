@@ -12,7 +12,8 @@ Cohen's kappa of the pair is ``(po - pe) / (1 - pe)`` with ``po = agree / n`` an
 ``pe = sum_c r[a, b, c] r[b, a, c] / n^2``. :func:`kappa_from_counts` evaluates it as one division of two exact
 integers, ``(agree * n - s) / (n * n - s)`` with ``s = sum_c r_ab[c] r_ba[c]``, and returns NaN exactly where it
 is undefined (``n = 0``, or ``pe = 1`` i.e. ``s == n * n``). :func:`similarity_from_kappa` turns kappa into the
-weights ``S``. Both functions are shared by the backends and the tests.
+weights ``S``. Both functions are shared by the backends and the tests. :func:`dense_similarity` blends kappa with
+the kappa of predicted labels on every item (the trainer's ``dense_similarity`` option).
 
 :class:`TorchPairCounts` keeps ``n``, ``agree`` and ``r`` up to date under single-label changes with O(A) vectorised
 updates and refreshes kappa only for the annotators changed since the last query; it has the same methods as the
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["TorchPairCounts", "kappa_from_counts", "pair_counts", "similarity_from_kappa"]
+__all__ = ["TorchPairCounts", "dense_similarity", "kappa_from_counts", "pair_counts", "similarity_from_kappa"]
 
 # Items per chunk of the one-hot build: the float64 one-hot chunk holds chunk * A * C values.
 _CHUNK_VALUES = 1 << 22
@@ -106,6 +107,25 @@ def similarity_from_kappa(
     keep.fill_diagonal_(False)
     shrunk = nd / (nd + n0) * kappa
     return torch.where(keep, shrunk, torch.zeros_like(shrunk))
+
+
+def dense_similarity(kappa: torch.Tensor, n: torch.Tensor, predicted: torch.Tensor, num_classes: int,
+                     m: float) -> torch.Tensor:
+    """The similarity blended with the kappa of predicted labels on every item (``dense_similarity`` option),
+    float64 ``[A, A]``.
+
+    ``S[a, b] = max(0, (n K + m K_pred) / (n + m))``: ``K`` the labels' kappa on the ``n`` items the pair shares,
+    ``K_pred`` the kappa of the models' predicted labels ``predicted [N, A]`` (every entry ``0..C-1``) on all ``N``
+    items, ``m`` the predicted kappa's weight in items (``> 0``). A pair sharing no item takes ``K_pred``; NaN kappa
+    counts as 0; the diagonal is 0.
+    """
+    m = float(m)
+    if not (m > 0.0 and m != float("inf")):
+        raise ValueError(f"m must be a finite number > 0, got {m}")
+    k_pred = kappa_from_counts(*pair_counts(predicted, num_classes)).nan_to_num(0.0)
+    nd = n.to(torch.float64)
+    s = ((nd * kappa.to(torch.float64).nan_to_num(0.0) + m * k_pred) / (nd + m)).clamp(min=0.0)
+    return s.fill_diagonal_(0.0)
 
 
 def _check_labels(labels: torch.Tensor, num_classes: int) -> None:

@@ -114,6 +114,9 @@ class TrainConfig:
     similarity_labels: str = _opt("observed+imputed", "labels the similarity is recomputed from during training: "
                                   "observed+imputed (Algorithm 1, line 10) or observed (imputations never change it)",
                                   SIMILARITY_LABELS)
+    dense_similarity: float = _opt(0.0, "after every epoch, blend the similarity with the kappa of the models' "
+                                        "predicted labels on every training item, weighted as m items: "
+                                        "(n K + m K_pred) / (n + m) (0 = off; docs/results.md)")
     impute_start_epoch: int = _opt(0, "epochs to train before confident soft labels are imputed (0 = from the first "
                                       "epoch)")
     imputed_as_targets: bool = _opt(False, "train imputed entries with CE as hard labels instead of the KL term")
@@ -151,10 +154,12 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"config option {name!r} must be >= 1; got {getattr(self, name)}")
         non_negative = ("seed", "lr", "weight_decay", "clip", "patience", "lam", "lam_warmup_epochs", "n0",
-                        "min_overlap", "impute_start_epoch")
+                        "min_overlap", "dense_similarity", "impute_start_epoch")
         for name in non_negative:
             if getattr(self, name) != LAM_AUTO and getattr(self, name) < 0:
                 raise ValueError(f"config option {name!r} must be >= 0; got {getattr(self, name)}")
+        if not math.isfinite(self.dense_similarity):
+            raise ValueError(f"config option 'dense_similarity' must be finite; got {self.dense_similarity}")
         if not 0.0 <= self.warmup <= 1.0:
             raise ValueError(f"config option 'warmup' must lie in [0, 1]; got {self.warmup}")
         if not 0.0 <= self.missing_rate < 1.0:

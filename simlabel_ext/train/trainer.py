@@ -48,7 +48,7 @@ from ..ops.options import combine_loss
 from ..registry import get_registry
 from ..registry.hookspecs import resolve_options
 from ..rundir import RunDirectory, RunDirectoryInUse
-from ..similarity import SimilarityEngine
+from ..similarity import SimilarityEngine, dense_similarity
 from . import checkpoint as ckpt
 from .config import LAM_AUTO, TrainConfig, write_config
 from .distributed import Distributed, pick_device
@@ -171,6 +171,9 @@ class Trainer:
         self.initial_kappa = self.engine.kappa()
         self.initial_similarity = self.engine.similarity()
         self.initial_overlap = self.engine.overlap()
+        #: the models' predicted labels on every training item [N_train, A] at the end of the last epoch, whose
+        #: kappa the similarity is blended with (``dense_similarity`` > 0; None before the first epoch and when off)
+        self.predicted_labels: torch.Tensor | None = None
         device = self.dist.device
         # S on the host (the engine writes into it; pinned on CUDA, so the copy to the device does not block)
         self._similarity_cpu = self.initial_similarity.clone().pin_memory() if device.type == "cuda" else \
@@ -225,6 +228,8 @@ class Trainer:
             return False
         state, path = found
         ckpt.restore(self, state, str(path))
+        if self.epoch > 0:
+            self.predict_training_labels()  # the restored weights are the epoch's own: the same S as before
         if self.best_path.is_file():
             self.best_weights = ckpt.load_checkpoint(self.best_path, ("model",))["model"]
         self.log(f"resumed from {path} (epoch {self.epoch}, step {self.global_step}, {len(self.store)} imputed)")
@@ -250,8 +255,14 @@ class Trainer:
         return self.store.labels() if self.config.similarity_labels == "observed+imputed" else self.train_labels
 
     def refresh_similarity(self) -> None:
-        """Copy the engine's similarity into the ``[A, A]`` tensor the steps read (on the training device)."""
-        self.engine.similarity(out=self._similarity_cpu)
+        """Copy the engine's similarity into the ``[A, A]`` tensor the steps read (on the training device); with
+        ``dense_similarity`` after the first epoch, blended with the kappa of :attr:`predicted_labels`."""
+        if self.predicted_labels is None:
+            self.engine.similarity(out=self._similarity_cpu)
+        else:
+            self._similarity_cpu.copy_(dense_similarity(self.engine.kappa(), self.engine.overlap(),
+                                                        self.predicted_labels, self.dataset.num_classes,
+                                                        self.config.dense_similarity))
         # non-blocking from pinned memory on CUDA: the next write into the host buffer comes after the next step's
         # read of the host, by which time this copy has finished
         self.similarity.copy_(self._similarity_cpu, non_blocking=True)
@@ -304,6 +315,25 @@ class Trainer:
             self.refresh_similarity()
 
     # ---------------------------------------------------------------- epochs
+    def predict_training_labels(self) -> None:
+        """With ``dense_similarity`` (and a mode with soft labels): the models' predicted labels ``[N_train, A]``
+        (argmax, eval mode) into :attr:`predicted_labels`, and S refreshed from them. Every rank predicts every training item, with the same
+        weights, so every rank holds the same S."""
+        if self.config.dense_similarity <= 0 or not self.config.simlabel.uses_soft_labels:
+            return  # off, or Skip, which reads no similarity
+        items = torch.as_tensor(self.dataset.split.train)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                parts = [self.model(self.inputs[_to_device(items[i:i + self.config.eval_batch_size],
+                                                           self.dist.device)]).logits.argmax(-1).cpu()
+                         for i in range(0, len(items), self.config.eval_batch_size)]
+        finally:
+            self.model.train(was_training)
+        self.predicted_labels = torch.cat(parts)
+        self.refresh_similarity()
+
     def _imputation_accuracy(self) -> tuple[int, float]:
         """(number scored, accuracy) of imputed labels at entries whose hidden label is known (removed on purpose,
         or a simulated crowd's): :attr:`hidden_train_labels`."""
@@ -385,6 +415,7 @@ class Trainer:
         while self.epoch < config.epochs and not self._stopped():
             record = self._run_epoch()
             self.epoch += 1
+            self.predict_training_labels()
             self.history.append(record)
             improved = self._early_stopping(record["val_loss"])
             self.log(_epoch_line(record, config.epochs, improved))
