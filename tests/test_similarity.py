@@ -25,6 +25,7 @@ from simlabel_ext.similarity import (
     SimilarityEngine,
     dense_similarity,
     kappa_from_counts,
+    pair_counts,
     similarity_from_kappa,
 )
 
@@ -309,7 +310,8 @@ def test_dense_similarity_blends_observed_and_predicted_kappa():
     k_obs = sklearn_metrics.cohen_kappa_score(observed[:4, 0], observed[:4, 1])
     k_pred = lambda a, b: sklearn_metrics.cohen_kappa_score(predicted[:, a], predicted[:, b])  # noqa: E731
     assert (k_obs, k_pred(0, 1), k_pred(0, 2), k_pred(1, 2)) == pytest.approx((0.0, 1 / 3, 1 / 3, -1 / 3))
-    s = dense_similarity(engine.kappa(), engine.overlap(), predicted, 2, m=20.0)
+    predicted_kappa = kappa_from_counts(*pair_counts(predicted, 2))
+    s = dense_similarity(engine.kappa(), engine.overlap(), predicted_kappa, m=20.0)
     expected = torch.zeros(3, 3, dtype=torch.float64)
     expected[0, 1] = expected[1, 0] = (4 * k_obs + 20 * k_pred(0, 1)) / 24   # 4 shared observed items
     expected[0, 2] = expected[2, 0] = k_pred(0, 2)                            # none shared: K_pred alone
@@ -317,7 +319,7 @@ def test_dense_similarity_blends_observed_and_predicted_kappa():
     torch.testing.assert_close(s, expected, rtol=0, atol=1e-12)
     for m in (0.0, -1.0, math.inf):
         with pytest.raises(ValueError, match="m must be a finite number > 0"):
-            dense_similarity(engine.kappa(), engine.overlap(), predicted, 2, m=m)
+            dense_similarity(engine.kappa(), engine.overlap(), predicted_kappa, m=m)
 
 
 # ------------------------------------------------------------------------------------------ property tests

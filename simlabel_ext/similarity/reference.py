@@ -109,22 +109,21 @@ def similarity_from_kappa(
     return torch.where(keep, shrunk, torch.zeros_like(shrunk))
 
 
-def dense_similarity(kappa: torch.Tensor, n: torch.Tensor, predicted: torch.Tensor, num_classes: int,
-                     m: float) -> torch.Tensor:
+def dense_similarity(kappa: torch.Tensor, n: torch.Tensor, predicted_kappa: torch.Tensor, m: float) -> torch.Tensor:
     """The similarity blended with the kappa of predicted labels on every item (``dense_similarity`` option),
     float64 ``[A, A]``.
 
     ``S[a, b] = max(0, (n K + m K_pred) / (n + m))``: ``K`` the labels' kappa on the ``n`` items the pair shares,
-    ``K_pred`` the kappa of the models' predicted labels ``predicted [N, A]`` (every entry ``0..C-1``) on all ``N``
-    items, ``m`` the predicted kappa's weight in items (``> 0``). A pair sharing no item takes ``K_pred``; NaN kappa
-    counts as 0; the diagonal is 0.
+    ``K_pred`` (``predicted_kappa``) the kappa of the models' predicted labels on all items, e.g.
+    ``kappa_from_counts(*pair_counts(predicted, C))``, ``m`` its weight in items (``> 0``). A pair sharing no item
+    takes ``K_pred``; NaN kappa counts as 0; the diagonal is 0.
     """
     m = float(m)
     if not (m > 0.0 and m != float("inf")):
         raise ValueError(f"m must be a finite number > 0, got {m}")
-    k_pred = kappa_from_counts(*pair_counts(predicted, num_classes)).nan_to_num(0.0)
     nd = n.to(torch.float64)
-    s = ((nd * kappa.to(torch.float64).nan_to_num(0.0) + m * k_pred) / (nd + m)).clamp(min=0.0)
+    k, k_pred = kappa.to(torch.float64).nan_to_num(0.0), predicted_kappa.to(torch.float64).nan_to_num(0.0)
+    s = ((nd * k + m * k_pred) / (nd + m)).clamp(min=0.0)
     return s.fill_diagonal_(0.0)
 
 

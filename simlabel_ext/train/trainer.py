@@ -48,7 +48,7 @@ from ..ops.options import combine_loss
 from ..registry import get_registry
 from ..registry.hookspecs import resolve_options
 from ..rundir import RunDirectory, RunDirectoryInUse
-from ..similarity import SimilarityEngine, dense_similarity
+from ..similarity import SimilarityEngine, dense_similarity, kappa_from_counts, pair_counts
 from . import checkpoint as ckpt
 from .config import LAM_AUTO, TrainConfig, write_config
 from .distributed import Distributed, pick_device
@@ -171,9 +171,9 @@ class Trainer:
         self.initial_kappa = self.engine.kappa()
         self.initial_similarity = self.engine.similarity()
         self.initial_overlap = self.engine.overlap()
-        #: the models' predicted labels on every training item [N_train, A] at the end of the last epoch, whose
-        #: kappa the similarity is blended with (``dense_similarity`` > 0; None before the first epoch and when off)
-        self.predicted_labels: torch.Tensor | None = None
+        #: kappa [A, A] of the models' predicted labels on every training item at the end of the last epoch, which
+        #: the similarity is blended with (``dense_similarity`` > 0; None before the first epoch and when off)
+        self.predicted_kappa: torch.Tensor | None = None
         device = self.dist.device
         # S on the host (the engine writes into it; pinned on CUDA, so the copy to the device does not block)
         self._similarity_cpu = self.initial_similarity.clone().pin_memory() if device.type == "cuda" else \
@@ -256,13 +256,12 @@ class Trainer:
 
     def refresh_similarity(self) -> None:
         """Copy the engine's similarity into the ``[A, A]`` tensor the steps read (on the training device); with
-        ``dense_similarity`` after the first epoch, blended with the kappa of :attr:`predicted_labels`."""
-        if self.predicted_labels is None:
+        ``dense_similarity`` after the first epoch, blended with :attr:`predicted_kappa`."""
+        if self.predicted_kappa is None:
             self.engine.similarity(out=self._similarity_cpu)
         else:
             self._similarity_cpu.copy_(dense_similarity(self.engine.kappa(), self.engine.overlap(),
-                                                        self.predicted_labels, self.dataset.num_classes,
-                                                        self.config.dense_similarity))
+                                                        self.predicted_kappa, self.config.dense_similarity))
         # non-blocking from pinned memory on CUDA: the next write into the host buffer comes after the next step's
         # read of the host, by which time this copy has finished
         self.similarity.copy_(self._similarity_cpu, non_blocking=True)
@@ -316,9 +315,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- epochs
     def predict_training_labels(self) -> None:
-        """With ``dense_similarity`` (and a mode with soft labels): the models' predicted labels ``[N_train, A]``
-        (argmax, eval mode) into :attr:`predicted_labels`, and S refreshed from them. Every rank predicts every training item, with the same
-        weights, so every rank holds the same S."""
+        """With ``dense_similarity`` (and a mode with soft labels): the kappa of the models' predicted labels
+        ``[N_train, A]`` (argmax, eval mode) into :attr:`predicted_kappa`, once per epoch, and S refreshed from it.
+        Every rank predicts every training item with the same weights, so every rank holds the same S."""
         if self.config.dense_similarity <= 0 or not self.config.simlabel.uses_soft_labels:
             return  # off, or Skip, which reads no similarity
         items = torch.as_tensor(self.dataset.split.train)
@@ -331,7 +330,7 @@ class Trainer:
                          for i in range(0, len(items), self.config.eval_batch_size)]
         finally:
             self.model.train(was_training)
-        self.predicted_labels = torch.cat(parts)
+        self.predicted_kappa = kappa_from_counts(*pair_counts(torch.cat(parts), self.dataset.num_classes))
         self.refresh_similarity()
 
     def _imputation_accuracy(self) -> tuple[int, float]:
