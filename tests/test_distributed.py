@@ -52,6 +52,9 @@ CONFIG = TrainConfig(
 #: parameters get no gradient, which DDP must tolerate. (Its training outputs are random samples drawn per rank,
 #: so it is not compared with a one-process run.)
 PADL_CONFIG = CONFIG.replace(model="padl", model_options={"hidden": 8, "depth": 1}, epochs=2)
+#: the heads run with the dense similarity: each rank predicts its half of the 193 training items (97 and 96) and
+#: the pair counts are summed, so S must be the one-process S on every rank after every epoch.
+DENSE_CONFIG = CONFIG.replace(dense_similarity=5.0, epochs=2)
 
 
 class Job:
@@ -87,10 +90,10 @@ class Job:
 def ddp_job(tmp_path_factory):
     """The torchrun job, started in the background (the one-process run below overlaps with it)."""
     base = tmp_path_factory.mktemp("ddp")
-    outs = {"heads": base / "heads", "padl": base / "padl"}
+    outs = {"heads": base / "heads", "padl": base / "padl", "dense": base / "dense"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
            str(HERE / "ddp_check.py"), str(outs["heads"]), json.dumps(CONFIG.to_dict()),
-           str(outs["padl"]), json.dumps(PADL_CONFIG.to_dict())]
+           str(outs["padl"]), json.dumps(PADL_CONFIG.to_dict()), str(outs["dense"]), json.dumps(DENSE_CONFIG.to_dict())]
     job = Job(cmd, TIMEOUT_S, base / "torchrun.log")
     yield job, outs
     job.kill()
@@ -105,7 +108,14 @@ def single_run(tmp_path_factory, ddp_job, one_thread):
 
 
 @pytest.fixture(scope="module")
-def ddp_job_result(ddp_job, single_run):
+def single_dense_run(tmp_path_factory, ddp_job, one_thread):
+    """DENSE_CONFIG in this process, while the torchrun job runs."""
+    trainer = Trainer(DENSE_CONFIG, tmp_path_factory.mktemp("single-dense") / "run")
+    return trainer, trainer.fit().metrics
+
+
+@pytest.fixture(scope="module")
+def ddp_job_result(ddp_job, single_run, single_dense_run):
     job, outs = ddp_job
     code, log = job.wait()
     return code, log, outs
@@ -150,6 +160,26 @@ def test_empty_shard_with_a_model_whose_parameters_may_get_no_gradient(ddp_job_r
     code, log, outs = ddp_job_result
     assert code == 0, f"torchrun exit status {code} (None = killed after {TIMEOUT_S} s, a hang):\n{log[-3000:]}"
     check_empty_last_shard(outs["padl"], PADL_CONFIG)
+
+
+def test_dense_similarity_with_sharded_predictions_matches_one_process(ddp_job_result, single_dense_run):
+    """With ``dense_similarity`` each rank predicts only its share of the training items; ddp_check.py asserted
+    after every epoch that every rank holds the same S, and here S, the imputations and the test results equal
+    the one-process run's (the predicted labels are argmaxes of logits that differ by rounding only)."""
+    code, log, outs = ddp_job_result
+    out = outs["dense"]
+    assert code == 0 and (out / "final_state.pt").is_file(), f"torchrun exit status {code}:\n{log[-3000:]}"
+    trainer, m1 = single_dense_run
+    m2 = json.loads((out / "metrics.json").read_text())
+    assert (m1["world_size"], m2["world_size"]) == (1, WORLD)
+    assert trainer.predicted_kappa is not None
+    assert len(json.loads((out / "ddp_epochs.json").read_text())) == DENSE_CONFIG.epochs
+    for key in ("imputations", "avg_accuracy", "micro_accuracy", "best_epoch", "steps"):
+        assert m1[key] == m2[key], key
+    final = torch.load(out / "final_state.pt", map_location="cpu", weights_only=True)
+    assert not torch.equal(final["similarity"], trainer.engine.similarity()), "S is meant to be the dense S"
+    torch.testing.assert_close(final["similarity"], trainer.similarity, rtol=0, atol=1e-6)
+    assert torch.equal(final["store"]["classes"], trainer.store.classes)
 
 
 def check_empty_last_shard(out: Path, config: TrainConfig) -> None:

@@ -317,10 +317,11 @@ class Trainer:
     def predict_training_labels(self) -> None:
         """With ``dense_similarity`` (and a mode with soft labels): the kappa of the models' predicted labels
         ``[N_train, A]`` (argmax, eval mode) into :attr:`predicted_kappa`, once per epoch, and S refreshed from it.
-        Every rank predicts every training item with the same weights, so every rank holds the same S."""
+        Each rank predicts its share of the training items (``train[rank::world_size]``) and the pair counts
+        (integers, ``[A, A, C + 2]``) are summed over ranks, so every rank holds the same S."""
         if self.config.dense_similarity <= 0 or not self.config.simlabel.uses_soft_labels:
             return  # off, or Skip, which reads no similarity
-        items = torch.as_tensor(self.dataset.split.train)
+        items = torch.as_tensor(self.dataset.split.train)[self.dist.rank::self.dist.world_size]
         was_training = self.model.training
         self.model.eval()
         try:
@@ -330,7 +331,10 @@ class Trainer:
                          for i in range(0, len(items), self.config.eval_batch_size)]
         finally:
             self.model.train(was_training)
-        self.predicted_kappa = kappa_from_counts(*pair_counts(torch.cat(parts), self.dataset.num_classes))
+        predicted = torch.cat(parts) if parts else torch.empty(0, self.dataset.num_annotators, dtype=torch.int64)
+        n, agree, r = pair_counts(predicted, self.dataset.num_classes)
+        counts = self.dist.all_reduce_sum(torch.cat([n.unsqueeze(-1), agree.unsqueeze(-1), r], -1))
+        self.predicted_kappa = kappa_from_counts(counts[..., 0], counts[..., 1], counts[..., 2:])
         self.refresh_similarity()
 
     def _imputation_accuracy(self) -> tuple[int, float]:
