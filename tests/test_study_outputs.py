@@ -61,6 +61,22 @@ def test_pack_keeps_what_reuse_and_the_report_need_and_unpack_restores_it(tmp_pa
     assert mine.read_text() == "already here"
 
 
+def test_pack_takes_named_grids_and_sharing_runs_without_a_runs_folder(tmp_path):
+    """sharing.sh's <data set>/<model>/s<seed>/<variant> runs pack like a compare output's; only the named grids
+    are packed, and a grid without a finished run writes no archive."""
+    study = tmp_path / "study"
+    lever = study / "sharing" / "music" / "madl" / "s0" / "kl-shared"
+    _make_run(lever)
+    _make_run(study / "music" / "runs" / "heads" / "skip" / "mr0.0" / "seed0")
+    _make_run(study / "empty" / "runs" / "heads" / "skip" / "mr0.0" / "seed0", finished=False)
+    _run(tmp_path, "pack", str(study), "sharing", "empty")
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["sharing.tar.xz"]
+    _run(tmp_path, "unpack", str(tmp_path / "again"))
+    got = tmp_path / "again" / "sharing" / "music" / "madl" / "s0" / "kl-shared"
+    assert sorted(p.name for p in got.iterdir()) == sorted(KEPT)
+    assert (got / "history.json").read_text() == "kl-shared/history.json"
+
+
 def test_a_bad_command_is_refused(tmp_path):
     result = subprocess.run(["bash", str(SCRIPT), "copy", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2 and "usage: outputs.sh pack|unpack STUDY" in result.stderr
