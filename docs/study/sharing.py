@@ -3,16 +3,22 @@ call, on VALIDATION data (the test numbers it also writes are read only by dense
 validation chose).
 
 Besides every option of the library (``--lam``, ``--soft-source``, ``--mode simlabel+confidence --targets``,
-``--dense m`` for its ``dense_similarity``), it tries two levers that the library does not have, patched into the
-trainer's step in pure PyTorch (the reference math of simlabel_ext.ops.reference, plus the lever):
+``--dense m`` for its ``dense_similarity``), it tries three levers that the library does not have, patched into
+the trainer's step (or madl's forward) in pure PyTorch (the reference math of simlabel_ext.ops.reference, plus the
+lever):
 
 - ``--shrink m``: a KL strength per annotator that falls with its own training labels, ``w_a = m / (m + n_a)``;
-- ``--gate g``: the KL term only where the soft label's confidence is at least ``g``.
+- ``--gate g``: the KL term only where the soft label's confidence is at least ``g``;
+- ``--kl-into shared|annotator`` (madl only): the KL term's gradient routed into one part of MaDL, the shared
+  ground-truth classifier ``p(y|x)`` (the annotator's confusion held fixed: the soft label teaches the consensus
+  model, not the annotator's tendency) or the annotator-performance model (the true-class distribution held fixed).
+  The logits keep their values, so the loss and the soft labels are unchanged; only the gradient differs.
 
-Neither made padl or madl beat Skip (docs/results.md), so neither is in the library. ``dense_similarity`` (the
-similarity blended with the kappa of the models' predicted labels on every training item) lifts heads and qumatl;
-dense.sh measures it on test. Every run, levers or not, goes through the same patched step, so the variants of
-one table differ only by their lever. Usage (sharing.sh runs the grid, dense.sh the dense test):
+None of the three made padl or madl beat Skip on validation (docs/results.md), so none is in the library.
+``dense_similarity`` (the similarity blended with the kappa of the models' predicted labels on every training item)
+lifts heads and qumatl; dense.sh measures it on test. Every run, levers or not, goes through the same patched
+step, so the variants of one table differ only by their lever. Usage (sharing.sh runs the grid, dense.sh the
+dense test):
 
     python docs/study/sharing.py --dataset music --model padl --seed 0 --shrink 20 --out DIR
 """
@@ -27,6 +33,7 @@ import torch
 
 import simlabel_ext.train.trainer as trainer_module
 from simlabel_ext.kernels.flags import NO_ERROR
+from simlabel_ext.models import ModelOutput
 from simlabel_ext.ops.options import SimLabelOutput, combine_loss
 from simlabel_ext.ops.reference import accumulation_dtype, confidence, entry_kl, soft_labels
 from simlabel_ext.train import TrainConfig, Trainer
@@ -34,8 +41,29 @@ from simlabel_ext.train import TrainConfig, Trainer
 LEVERS = {"weight": None, "gate": 0.0}  # set per run: w_a [A] (or None) and the confidence gate
 
 
+def route_kl(model, into: str) -> None:
+    """Patch a MaDL ``model``'s forward so that at missing entries (``labels < 0``: the KL term's) the gradient
+    reaches only the ground-truth model (``into="shared"``) or only the annotator-performance model
+    (``"annotator"``); the observed entries (the CE term's) and every value are unchanged. Logits ``[B, A, C]``."""
+    if not hasattr(model, "_parts"):
+        raise SystemExit(f"sharing.py: --kl-into needs madl; got {type(model).__name__}")
+
+    def forward(inputs, labels=None):
+        log_p, log_conf = model._parts(inputs)  # [B, C], [B, A, C, C]
+        full = torch.logsumexp(log_p[:, None, :, None] + log_conf, dim=2)
+        if labels is None:
+            return ModelOutput(full, full.new_zeros(()))
+        if into == "shared":
+            routed = torch.logsumexp(log_p[:, None, :, None] + log_conf.detach(), dim=2)
+        else:
+            routed = torch.logsumexp(log_p.detach()[:, None, :, None] + log_conf, dim=2)
+        return ModelOutput(torch.where((labels >= 0)[..., None], full, routed), full.new_zeros(()))
+
+    model.forward = forward
+
+
 def step_with_levers(logits, labels, similarity, options, backend=None, checks=None) -> SimLabelOutput:
-    """The reference step (logits [B, A, C], labels [B, A], similarity [A, A]) with the two levers."""
+    """The reference step (logits [B, A, C], labels [B, A], similarity [A, A]) with the shrink and gate levers."""
     dtype = accumulation_dtype(logits.dtype)
     log_p = torch.log_softmax(logits.to(dtype), dim=-1)
     observed = labels >= 0
@@ -79,6 +107,8 @@ def main(argv=None) -> int:
     p.add_argument("--targets", action="store_true", help="imputed labels trained as CE targets")
     p.add_argument("--shrink", type=float, default=0.0, help="m of w_a = m / (m + n_a); 0 = off")
     p.add_argument("--gate", type=float, default=0.0, help="KL only where the soft label's confidence >= this")
+    p.add_argument("--kl-into", choices=("all", "shared", "annotator"), default="all",
+                   help="madl: the part of the model the KL term's gradient reaches (all = the library's)")
     p.add_argument("--dense", type=float, default=0.0, help="the library's dense_similarity m (0 = off)")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
@@ -96,6 +126,8 @@ def main(argv=None) -> int:
     if a.shrink > 0:
         LEVERS["weight"] = a.shrink / (a.shrink + (trainer.train_labels >= 0).sum(0).double())
     LEVERS["gate"] = a.gate
+    if a.kl_into != "all":
+        route_kl(trainer.model, a.kl_into)
     trainer_module.simlabel_loss = step_with_levers
     m = trainer.fit().metrics
     print(f"{a.dataset} {a.model} {a.mode} seed {a.seed} -> {out}: best epoch {m['best_epoch']}, validation Avg "
