@@ -102,6 +102,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lam", type=float, default=3.0)
+    p.add_argument("--threshold", type=float, default=0.6, help="confidence above which soft labels are imputed")
     p.add_argument("--missing-rate", type=float, default=0.0)
     p.add_argument("--soft-source", default="predictions")
     p.add_argument("--targets", action="store_true", help="imputed labels trained as CE targets")
@@ -117,7 +118,7 @@ def main(argv=None) -> int:
                         "sentiment": ("sentiment", {"data_dir": str(shared / "sentiment_polarity")})}.get(
         a.dataset, ("synthetic", {"preset": a.dataset}))
     config = TrainConfig(dataset=dataset, dataset_options=options, model=a.model, mode=a.mode, seed=a.seed, lr=a.lr,
-                         lam=a.lam, missing_rate=a.missing_rate, soft_source=a.soft_source,
+                         lam=a.lam, threshold=a.threshold, missing_rate=a.missing_rate, soft_source=a.soft_source,
                          imputed_as_targets=a.targets, dense_similarity=a.dense, progress=False)
     out = Path(a.out)
     if (out / "metrics.json").is_file():

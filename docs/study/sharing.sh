@@ -24,6 +24,7 @@ jobs() {
         if [ "$model" = madl ]; then
             for part in shared annotator; do echo "$run --kl-into $part --out $o/kl-$part"; done
             echo "$run --kl-into shared --dense 20 --out $o/dense20-kl-shared"
+            for t in 0.3 0.45; do echo "$run --mode simlabel+confidence --threshold $t --out $o/conf-t$t"; done
         fi
         if [ "$model" = heads ]; then for lam in 6 12; do echo "$run --lam $lam --dense 20 --out $o/dense20-lam$lam"; done; fi
     done; done; done
