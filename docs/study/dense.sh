@@ -3,7 +3,7 @@
 # similarity re-estimated after every epoch from the models' predicted labels on every training item, shrunk
 # toward the observed kappa with strength M (docs/study/sharing.py --dense; M chosen on validation by sharing.sh).
 # Same seeds, missing rates and splits as main.sh's grid, whose runs it is paired with: every built-in backbone on
-# music_genre, and heads, padl and madl on sentiment_polarity (qumatl there takes about ten minutes a run).
+# music_genre and sentiment_polarity (qumatl there takes about twelve minutes a run, the last jobs of the list).
 # Run from the repository root after main.sh; STUDY (default runs/study) holds the outputs, SHARED the data
 # folder. Finished runs are skipped.
 set -euo pipefail
@@ -21,6 +21,10 @@ jobs() {
                  "--out $STUDY/dense-sentiment/runs/$model/mr$rate/s$seed"
         done; done
     done
+    for rate in 0 0.4; do for seed in 0 1 2 3 4; do
+        echo "--dataset sentiment --model qumatl --seed $seed --missing-rate $rate --dense $M" \
+             "--out $STUDY/dense-sentiment/runs/qumatl/mr$rate/s$seed"
+    done; done
 }
 jobs | xargs -P 2 -L 1 python docs/study/sharing.py
 python docs/study/summarize.py dense "$STUDY/music" "$STUDY/dense-music"
