@@ -10,21 +10,15 @@ set -euo pipefail
 STUDY=${STUDY:-runs/study}
 M=${M:-20}
 export OMP_NUM_THREADS=1 SHARED=${SHARED:-../shared/data}
+job() {  # DATA SET MODEL SEED RATE: one sharing.py command line
+    echo "--dataset $1 --model $2 --seed $3 --missing-rate $4 --dense $M --out $STUDY/dense-$1/runs/$2/mr$4/s$3"
+}
 jobs() {
     for seed in 0 1 2 3 4; do
-        for model in heads padl madl qumatl; do for rate in 0 0.2 0.4; do
-            echo "--dataset music --model $model --seed $seed --missing-rate $rate --dense $M" \
-                 "--out $STUDY/dense-music/runs/$model/mr$rate/s$seed"
-        done; done
-        for model in heads padl madl; do for rate in 0 0.4; do
-            echo "--dataset sentiment --model $model --seed $seed --missing-rate $rate --dense $M" \
-                 "--out $STUDY/dense-sentiment/runs/$model/mr$rate/s$seed"
-        done; done
+        for model in heads padl madl qumatl; do for rate in 0 0.2 0.4; do job music $model $seed $rate; done; done
+        for model in heads padl madl; do for rate in 0 0.4; do job sentiment $model $seed $rate; done; done
     done
-    for rate in 0 0.4; do for seed in 0 1 2 3 4; do
-        echo "--dataset sentiment --model qumatl --seed $seed --missing-rate $rate --dense $M" \
-             "--out $STUDY/dense-sentiment/runs/qumatl/mr$rate/s$seed"
-    done; done
+    for rate in 0 0.4; do for seed in 0 1 2 3 4; do job sentiment qumatl $seed $rate; done; done
 }
 jobs | xargs -P 2 -L 1 python docs/study/sharing.py
 python docs/study/summarize.py dense "$STUDY/music" "$STUDY/dense-music"
