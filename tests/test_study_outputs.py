@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "study" / "outputs.sh"
-KEPT = ["config.toml", "metrics.json", "history.json", "predictions.npz"]
+KEPT = ["config.toml", "metrics.json", "history.json", "predictions.npz", "true_class.json"]
 LEFT_OUT = ["model.pt", "train.log", "checkpoints/epoch-3.pt", ".lock"]
 
 pytestmark = pytest.mark.skipif(shutil.which("xz") is None or shutil.which("tar") is None,

@@ -9,10 +9,10 @@
 #
 # OUTPUTS (default docs/study/outputs) names the folder of the archives.
 #
-# A grid is any folder of runs: a compare output (runs under runs/) or sharing.sh's folder of
-# <data set>/<model>/s<seed>/<variant> runs. An archive holds, per finished run (one with metrics.json), what
-# `simlabel compare` needs to reuse it and its report needs to read it: config.toml, metrics.json, history.json,
-# predictions.npz, and similarity.npz for the seed-0 runs at the natural missing rate of a compare output (the heat
+# A grid is any folder of runs: a compare output (runs under runs/), sharing.sh's folder of
+# <data set>/<model>/s<seed>/<variant> runs or ceiling.py's of <grid>/mr<rate>/s<seed>. An archive holds, per
+# finished run (one with metrics.json), what `simlabel compare` needs to reuse it and its report needs to read it:
+# config.toml, metrics.json, history.json, predictions.npz, true_class.json (ceiling.py's), and similarity.npz for the seed-0 runs at the natural missing rate of a compare output (the heat
 # map's run is among them; a 203-annotator similarity.npz is 1.3 MB, too much to keep for every run).
 # Checkpoints, model.pt and train.log are left out: a run whose archive lacks them is finished, never resumed.
 # Unfinished runs are left out; main.sh retrains them.
@@ -31,7 +31,7 @@ case "$command" in
       list=$(mktemp)
       (cd "$STUDY/$grid" && find . -name metrics.json | sed 's|^\./||' | sort | while read -r m; do
          d=$(dirname "$m")
-         for f in config.toml metrics.json history.json predictions.npz; do
+         for f in config.toml metrics.json history.json predictions.npz true_class.json; do
            [ -f "$d/$f" ] && echo "$d/$f"
          done
          case "$d" in */mr0.0/seed0) [ -f "$d/similarity.npz" ] && echo "$d/similarity.npz" ;; esac
