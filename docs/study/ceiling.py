@@ -160,22 +160,21 @@ def true_class_run(results: dict, rate: float, seed: int, out: Path) -> dict:
     return {**run.metrics(), "run_dir": str(out)}
 
 
-def _seed_references(results: dict, rate: float, seed: int, runs: dict) -> dict:
+def _seed_references(results: dict, rate: float, seed: int, runs: dict, arrays: dict) -> dict:
     """The references of one (rate, seed) over the grid's ``runs`` ``{(model, mode): row}`` (and the madl
-    oracle's, under :data:`TRUE_CLASS`): truth accuracies and the test outcomes of the oracle, the majority
-    pipeline and the true label."""
+    oracle's, under :data:`TRUE_CLASS`) and their ``predictions.npz`` ``arrays`` (the same keys): truth accuracies
+    and the test outcomes of the oracle, the majority pipeline and the true label."""
     options = {**results["dataset_options"], "seed": seed, "missing_rate": rate}
     dataset = get_registry().load_dataset(results["dataset"], **options)
     if dataset.truth is None or not bool((dataset.truth >= 0).any()):
         raise SystemExit(f"ceiling: dataset {results['dataset']!r} has no true labels to score against")
-    arrays = RunDirectory(next(iter(runs.values()))["run_dir"]).predictions()
-    split, labels = arrays["split"], arrays["labels"]
-    for row in runs.values():
-        if not np.array_equal(RunDirectory(row["run_dir"]).predictions()["labels"],
-                              dataset.annotations.labels.numpy()):
+    for key, row in runs.items():
+        if not np.array_equal(arrays[key]["labels"], dataset.annotations.labels.numpy()):
             raise SystemExit(f"ceiling: the labels of {results['dataset']!r} (seed {seed}, missing rate {rate:g}) "
                              f"differ from the predictions.npz of {row['run_dir']}: not the data set it was "
                              "trained on")
+    first = next(iter(arrays.values()))
+    split, labels = first["split"], first["labels"]
     truth, classes = dataset.truth.numpy(), dataset.num_classes
     features = dataset.inputs.numpy().reshape(len(split), -1)
     test = (split == TEST) & (truth >= 0)
@@ -184,12 +183,11 @@ def _seed_references(results: dict, rate: float, seed: int, runs: dict) -> dict:
     majority = majority_labels(labels, split, classes)
     pipeline = oracle_predictions(truth_classifier(features, majority, split), features, majority, labels, split,
                                   classes)
-    known = {key: (consensus(RunDirectory(run["run_dir"]).predictions()["prediction"], classes)[test] ==
-                   truth[test]).mean() for key, run in runs.items()}
-    truth_everywhere = {**arrays, "prediction": np.repeat(truth[:, None], labels.shape[1], 1)}
+    known = {key: (consensus(run["prediction"], classes)[test] == truth[test]).mean() for key, run in arrays.items()}
+    truth_everywhere = {**first, "prediction": np.repeat(truth[:, None], labels.shape[1], 1)}
     return {"classifier": fit.score(features[test], truth[test]), "consensus": known,
-            "oracle": split_outcome({**arrays, "prediction": oracle}),
-            "pipeline": split_outcome({**arrays, "prediction": pipeline}), "truth": split_outcome(truth_everywhere)}
+            "oracle": split_outcome({**first, "prediction": oracle}),
+            "pipeline": split_outcome({**first, "prediction": pipeline}), "truth": split_outcome(truth_everywhere)}
 
 
 def ceiling(directory: Path, runs_dir: Path | None = None) -> str:
@@ -225,13 +223,13 @@ def _rate_rows(results: dict, index: dict, rate: float, grid: str, runs_dir: Pat
     if runs_dir is not None:
         for s in seeds:
             grid_runs[s][TRUE_CLASS] = true_class_run(results, rate, s, runs_dir / grid / f"mr{rate:g}" / f"s{s}")
-    refs = {s: _seed_references(results, rate, s, grid_runs[s]) for s in seeds}
-    test = {s: {key: split_outcome(RunDirectory(row["run_dir"]).predictions()) for key, row in runs.items()}
-            for s, runs in grid_runs.items()}
-    skips = {s: test[s][(skip_model, "skip")] for s in seeds}
+    arrays = {s: {key: RunDirectory(row["run_dir"]).predictions() for key, row in runs.items()}
+              for s, runs in grid_runs.items()}
+    refs = {s: _seed_references(results, rate, s, grid_runs[s], arrays[s]) for s in seeds}
+    skips = {s: split_outcome(arrays[s][(skip_model, "skip")]) for s in seeds}
     compared = [{s: refs[s]["oracle"] for s in seeds}, {s: refs[s]["pipeline"] for s in seeds}]
     if runs_dir is not None:
-        compared.append({s: test[s][TRUE_CLASS] for s in seeds})
+        compared.append({s: split_outcome(arrays[s][TRUE_CLASS]) for s in seeds})
     cells = [f"{rate:g}", percent(*mean_std([refs[s]["classifier"] for s in seeds])), skip_model, _avg_cell(skips)]
     for outcomes in compared:
         cells += [_avg_cell(outcomes), summarize._format(paired_gain([(s, outcomes[s], skips[s]) for s in seeds]))]

@@ -12,8 +12,9 @@
 # A grid is any folder of runs: a compare output (runs under runs/), sharing.sh's folder of
 # <data set>/<model>/s<seed>/<variant> runs or ceiling.py's of <grid>/mr<rate>/s<seed>. An archive holds, per
 # finished run (one with metrics.json), what `simlabel compare` needs to reuse it and its report needs to read it:
-# config.toml, metrics.json, history.json, predictions.npz, true_class.json (ceiling.py's), and similarity.npz for the seed-0 runs at the natural missing rate of a compare output (the heat
-# map's run is among them; a 203-annotator similarity.npz is 1.3 MB, too much to keep for every run).
+# config.toml, metrics.json, history.json, predictions.npz, true_class.json (ceiling.py's), and similarity.npz for
+# the seed-0 runs at the natural missing rate of a compare output (the heat map's run is among them; a
+# 203-annotator similarity.npz is 1.3 MB, too much to keep for every run).
 # Checkpoints, model.pt and train.log are left out: a run whose archive lacks them is finished, never resumed.
 # Unfinished runs are left out; main.sh retrains them.
 set -euo pipefail
