@@ -45,3 +45,64 @@ def load_study_script():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def study_grid():
+    """``build(root, seeds=(0, 1), predict=None) -> (grid, truth_avgs)``: a compare output of Skip runs over the
+    custom synthetic preset (80 items, 4 annotators, 3 classes) under ``root/grid``. ``predict`` maps each model to
+    ``(prediction(truth [N], labels [N, A]) -> int [N, A], validation Avg)``; by default heads predicts the true
+    class everywhere and madl the next class, and madl has the better validation Avg, so it is the Skip pick.
+    ``truth_avgs``: per seed, the test Avg (%) of the true label given as every annotator's label."""
+    import json
+
+    import numpy as np
+
+    from simlabel_ext.registry import get_registry
+    from simlabel_ext.train import TrainConfig
+
+    def everywhere(column):
+        return lambda truth, labels: np.repeat(column(truth)[:, None], labels.shape[1], 1)
+
+    default = {"heads": (everywhere(lambda t: t), 0.2), "madl": (everywhere(lambda t: (t + 1) % 3), 0.6)}
+
+    def build(root: Path, seeds=(0, 1), predict=None):
+        options = {"preset": "custom", "items": 80, "annotators": 4, "classes": 3, "missing": 0.3}
+        runs, truth_avgs = [], []
+        for seed in seeds:
+            data = get_registry().load_dataset("synthetic", **options, seed=seed, missing_rate=0.0)
+            split = np.zeros(data.num_items, dtype=np.int8)
+            split[data.split.val.numpy()], split[data.split.test.numpy()] = 1, 2
+            labels, truth = data.annotations.labels.numpy().astype(np.int16), data.truth.numpy()
+            truth_avgs.append(study_avg(np.repeat(truth[:, None], labels.shape[1], 1), labels, split == 2))
+            for model, (prediction, val) in (predict or default).items():
+                run_dir = root / "grid" / "runs" / model / "skip" / "mr0.0" / f"seed{seed}"
+                run_dir.mkdir(parents=True)
+                np.savez(run_dir / "predictions.npz", classes=np.array(["a", "b", "c"]), split=split,
+                         labels=labels, hidden=np.full_like(labels, -1), imputed=np.full_like(labels, -1),
+                         prediction=prediction(truth, labels).astype(np.int16))
+                runs.append({"model": model, "mode": "skip", "seed": seed, "missing_rate": 0.0,
+                             "run_dir": str(run_dir), "avg_accuracy": 0.5, "best_val_avg_accuracy": val})
+        config = TrainConfig(dataset="synthetic", dataset_options=options, model="heads", epochs=4, patience=2)
+        results = {"dataset": "synthetic", "dataset_options": options, "runs": runs, "config": config.to_dict()}
+        (root / "grid" / "results.json").write_text(json.dumps(results), encoding="utf-8")
+        return root / "grid", truth_avgs
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def naive_avg():
+    """``avg(prediction, labels, rows) -> float``: :func:`study_avg`."""
+    return study_avg
+
+
+def study_avg(prediction, labels, rows) -> float:
+    """The Avg (%) of ``prediction`` against ``labels`` (both int ``[N, A]``, -1 = none) on the items where the
+    boolean ``rows [N]`` holds, by a naive loop over annotators (those without such a label are left out)."""
+    accuracies = []
+    for a in range(labels.shape[1]):
+        seen = [n for n in range(labels.shape[0]) if rows[n] and labels[n, a] >= 0]
+        if seen:
+            accuracies.append(sum(prediction[n, a] == labels[n, a] for n in seen) / len(seen))
+    return 100 * sum(accuracies) / len(accuracies)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from simlabel_ext.registry import get_registry
 from simlabel_ext.train import TrainConfig, Trainer
 
 
@@ -52,44 +51,8 @@ def test_majority_labels_read_training_and_validation_labels_only(ceiling):
     np.testing.assert_array_equal(ceiling.majority_labels(labels, split, 3), [1, 0, -1, -1, 2])
 
 
-def _avg(prediction, labels, rows):
-    accuracies = []
-    for a in range(labels.shape[1]):
-        seen = [n for n in rows if labels[n, a] >= 0]
-        if seen:
-            accuracies.append(sum(prediction[n, a] == labels[n, a] for n in seen) / len(seen))
-    return 100 * sum(accuracies) / len(accuracies)
-
-
-def _grid(tmp_path, seeds=(0, 1)):
-    """A compare output over the custom synthetic preset: heads predicts the true class everywhere, madl the next
-    class; madl has the better validation Avg, so it is the Skip pick."""
-    options = {"preset": "custom", "items": 80, "annotators": 4, "classes": 3, "missing": 0.3}
-    runs, truth_avgs = [], []
-    for seed in seeds:
-        data = get_registry().load_dataset("synthetic", **options, seed=seed, missing_rate=0.0)
-        n, a = data.num_items, data.num_annotators
-        split = np.zeros(n, dtype=np.int8)
-        split[data.split.val.numpy()], split[data.split.test.numpy()] = 1, 2
-        labels, truth = data.annotations.labels.numpy().astype(np.int16), data.truth.numpy()
-        test = [i for i in range(n) if split[i] == 2]
-        truth_avgs.append(_avg(np.repeat(truth[:, None], a, 1), labels, test))
-        for model, prediction, val in (("heads", truth, 0.2), ("madl", (truth + 1) % 3, 0.6)):
-            run_dir = tmp_path / "grid" / "runs" / model / "skip" / "mr0.0" / f"seed{seed}"
-            run_dir.mkdir(parents=True)
-            np.savez(run_dir / "predictions.npz", classes=np.array(["a", "b", "c"]), split=split, labels=labels,
-                     hidden=np.full_like(labels, -1), imputed=np.full_like(labels, -1),
-                     prediction=np.repeat(prediction[:, None], a, 1).astype(np.int16))
-            runs.append({"model": model, "mode": "skip", "seed": seed, "missing_rate": 0.0, "run_dir": str(run_dir),
-                         "avg_accuracy": 0.5, "best_val_avg_accuracy": val})
-    config = TrainConfig(dataset="synthetic", dataset_options=options, model="heads", epochs=4, patience=2)
-    results = {"dataset": "synthetic", "dataset_options": options, "runs": runs, "config": config.to_dict()}
-    (tmp_path / "grid" / "results.json").write_text(json.dumps(results), encoding="utf-8")
-    return tmp_path / "grid", truth_avgs
-
-
-def test_ceiling_tables_score_the_true_label_and_each_models_consensus(tmp_path, ceiling):
-    grid, truth_avgs = _grid(tmp_path)
+def test_ceiling_tables_score_the_true_label_and_each_models_consensus(tmp_path, ceiling, study_grid):
+    grid, truth_avgs = study_grid(tmp_path)
     lines = ceiling.ceiling(grid).splitlines()
     row = lines[4].split(" | ")
     assert row[0] == "| 0" and row[2] == "madl"
@@ -99,8 +62,8 @@ def test_ceiling_tables_score_the_true_label_and_each_models_consensus(tmp_path,
     assert lines[-2:] == ["| 0 | heads | 100.0 ± 0.0 | – | – |", "| 0 | madl | 0.0 ± 0.0 | – | – |"]
 
 
-def test_ceiling_refuses_a_grid_whose_labels_are_not_the_data_sets(tmp_path, ceiling):
-    grid, _ = _grid(tmp_path, seeds=(0,))
+def test_ceiling_refuses_a_grid_whose_labels_are_not_the_data_sets(tmp_path, ceiling, study_grid):
+    grid, _ = study_grid(tmp_path, seeds=(0,))
     path = grid / "runs" / "heads" / "skip" / "mr0.0" / "seed0" / "predictions.npz"
     arrays = dict(np.load(path))
     arrays["labels"] = np.where(arrays["labels"] >= 0, (arrays["labels"] + 1) % 3, -1).astype(np.int16)
@@ -143,8 +106,8 @@ def test_fit_true_class_freezes_the_consensus_model_and_the_trainer_leaves_it_al
     assert any(not torch.equal(ap_before[k], v) for k, v in model.ap_output.state_dict().items())
 
 
-def test_ceiling_trains_and_reports_madl_with_the_true_class(tmp_path, ceiling):
-    grid, _ = _grid(tmp_path, seeds=(0,))
+def test_ceiling_trains_and_reports_madl_with_the_true_class(tmp_path, ceiling, study_grid):
+    grid, _ = study_grid(tmp_path, seeds=(0,))
     lines = ceiling.ceiling(grid, tmp_path / "oracle").splitlines()
     run = tmp_path / "oracle" / "grid" / "mr0" / "s0"
     assert (run / "metrics.json").is_file() and json.loads((run / "true_class.json").read_text())["epoch"] >= 1

@@ -63,15 +63,21 @@ TRUE_CLASS = ("madl", "true class")
 EPOCHS, PATIENCE, BATCH, LR, WEIGHT_DECAY = 200, 25, 64, 1e-3, 0.01
 
 
+def confusion_counts(truth: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """float ``[A, C, C]``: ``[a, c, k]`` = how many of annotator ``a``'s entries of ``labels`` (int ``[N, A]``,
+    -1 = none) say ``k`` on an item whose ``truth`` (int ``[N]``, -1 = unknown, not counted) is ``c``."""
+    item, annotator = np.nonzero((labels >= 0) & (truth[:, None] >= 0))
+    counts = np.zeros((labels.shape[1], classes, classes))
+    np.add.at(counts, (annotator, truth[item], labels[item, annotator]), 1.0)
+    return counts
+
+
 def confusions(truth: np.ndarray, labels: np.ndarray, classes: int, prior: float = PRIOR) -> np.ndarray:
     """``P [A, C, C]``, ``P[a, c, k]`` = annotator ``a``'s probability of label ``k`` on an item of true class ``c``,
     counted on the entries of ``labels`` (int ``[N, A]``, -1 = none) whose ``truth`` (int ``[N]``, -1 = unknown)
     is known; row ``c`` of ``a`` is ``(counts[a, c] + prior · pooled[c]) / (n[a, c] + prior)``, with ``pooled``
     the confusion of every annotator's entries together (itself smoothed by one count per cell)."""
-    known = (labels >= 0) & (truth[:, None] >= 0)
-    item, annotator = np.nonzero(known)
-    counts = np.zeros((labels.shape[1], classes, classes))
-    np.add.at(counts, (annotator, truth[item], labels[item, annotator]), 1.0)
+    counts = confusion_counts(truth, labels, classes)
     pooled = counts.sum(0) + 1.0
     pooled /= pooled.sum(1, keepdims=True)
     return (counts + prior * pooled) / (counts.sum(2, keepdims=True) + prior)
@@ -160,19 +166,27 @@ def true_class_run(results: dict, rate: float, seed: int, out: Path) -> dict:
     return {**run.metrics(), "run_dir": str(out)}
 
 
+def grid_dataset(results: dict, rate: float, seed: int, runs: dict, arrays: dict, script: str):
+    """The data set of the grid ``results`` at (``rate``, ``seed``), loaded as the grid loaded it; a
+    ``SystemExit`` naming the run's directory (``script`` names the caller) where its labels differ from those of
+    any of the ``runs`` ``{key: row}`` in their ``predictions.npz`` ``arrays`` (the same keys)."""
+    options = {**results["dataset_options"], "seed": seed, "missing_rate": rate}
+    dataset = get_registry().load_dataset(results["dataset"], **options)
+    for key, row in runs.items():
+        if not np.array_equal(arrays[key]["labels"], dataset.annotations.labels.numpy()):
+            raise SystemExit(f"{script}: the labels of {results['dataset']!r} (seed {seed}, missing rate {rate:g}) "
+                             f"differ from the predictions.npz of {row['run_dir']}: not the data set it was "
+                             "trained on")
+    return dataset
+
+
 def _seed_references(results: dict, rate: float, seed: int, runs: dict, arrays: dict) -> dict:
     """The references of one (rate, seed) over the grid's ``runs`` ``{(model, mode): row}`` (and the madl
     oracle's, under :data:`TRUE_CLASS`) and their ``predictions.npz`` ``arrays`` (the same keys): truth accuracies
     and the test outcomes of the oracle, the majority pipeline and the true label."""
-    options = {**results["dataset_options"], "seed": seed, "missing_rate": rate}
-    dataset = get_registry().load_dataset(results["dataset"], **options)
+    dataset = grid_dataset(results, rate, seed, runs, arrays, "ceiling")
     if dataset.truth is None or not bool((dataset.truth >= 0).any()):
         raise SystemExit(f"ceiling: dataset {results['dataset']!r} has no true labels to score against")
-    for key, row in runs.items():
-        if not np.array_equal(arrays[key]["labels"], dataset.annotations.labels.numpy()):
-            raise SystemExit(f"ceiling: the labels of {results['dataset']!r} (seed {seed}, missing rate {rate:g}) "
-                             f"differ from the predictions.npz of {row['run_dir']}: not the data set it was "
-                             "trained on")
     first = next(iter(arrays.values()))
     split, labels = first["split"], first["labels"]
     truth, classes = dataset.truth.numpy(), dataset.num_classes
