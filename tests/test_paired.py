@@ -13,6 +13,7 @@ from simlabel_ext.report.paired import (
     avg_accuracy,
     bootstrap_weights,
     paired_gain,
+    split_avg,
     split_outcome,
 )
 
@@ -32,6 +33,8 @@ def test_avg_accuracy_by_hand():
                         [3, 0, 0]])   # a0: 3/3, a1: none -> 1
     np.testing.assert_allclose(avg_accuracy(o, weights), [0.5, 0.5, 0.0, 0.5, 1.0])
     assert math.isnan(avg_accuracy(o, np.zeros((1, 3)))[0])
+    assert split_avg(o) == 0.5  # every item once: the first row above
+    assert math.isnan(split_avg(outcome(np.zeros((0, 2)), np.zeros((0, 2)))))
 
 
 def test_avg_accuracy_matches_a_naive_loop():

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import summarize  # a sibling script: the aim's choice and the table cells
 
 from simlabel_ext.registry import get_registry
-from simlabel_ext.report.paired import avg_accuracy, paired_gain, split_outcome
+from simlabel_ext.report.paired import paired_gain, split_avg, split_outcome
 from simlabel_ext.report.tables import mean_std, percent
 from simlabel_ext.rundir import RunDirectory
 from simlabel_ext.train import TrainConfig, Trainer
@@ -259,8 +259,7 @@ def _rate_rows(results: dict, index: dict, rate: float, grid: str, runs_dir: Pat
 
 def _avg_cell(outcomes: dict) -> str:
     """``mean ± std`` over seeds of the Avg of ``{seed: SplitOutcome}`` on every item of each outcome."""
-    return percent(*mean_std([float(avg_accuracy(o, np.ones((1, o.labelled.shape[0])))[0])
-                              for o in outcomes.values()]))
+    return percent(*mean_std([split_avg(o) for o in outcomes.values()]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ceiling  # sibling scripts: the majority pipeline's parts, the aim's choice and the table cells
 import summarize
 
-from simlabel_ext.report.paired import avg_accuracy, paired_gain, split_outcome
+from simlabel_ext.report.paired import paired_gain, split_avg, split_outcome
 from simlabel_ext.rundir import RunDirectory
 from simlabel_ext.similarity import SimilarityEngine
 
@@ -81,8 +81,7 @@ def count_labels(probabilities: np.ndarray, counts: np.ndarray, prior: np.ndarra
 
 
 def _avg(arrays: dict, prediction: np.ndarray, split: int) -> float:
-    outcome = split_outcome({**arrays, "prediction": prediction}, split)
-    return float(avg_accuracy(outcome, np.ones((1, outcome.labelled.shape[0])))[0])
+    return split_avg(split_outcome({**arrays, "prediction": prediction}, split))
 
 
 def count_models(features: np.ndarray, arrays: dict, classes: int, n0: float, min_overlap: int) -> dict:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DRAWS", "PairedGain", "SplitOutcome", "avg_accuracy", "paired_gain", "split_outcome"]
+__all__ = ["DRAWS", "PairedGain", "SplitOutcome", "avg_accuracy", "paired_gain", "split_avg", "split_outcome"]
 
 #: Bootstrap draws per seed.
 DRAWS = 2000
@@ -55,6 +55,11 @@ def avg_accuracy(outcome: SplitOutcome, weights: np.ndarray) -> np.ndarray:
     present = (counts > 0).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(present > 0, accuracy.sum(1) / present, np.nan)
+
+
+def split_avg(outcome: SplitOutcome) -> float:
+    """The Avg of ``outcome`` with every item of its split drawn once (NaN when no annotator has a label)."""
+    return float(avg_accuracy(outcome, np.ones((1, outcome.labelled.shape[0])))[0])
 
 
 @dataclass(frozen=True)
@@ -100,8 +105,7 @@ def paired_gain(pairs: Sequence[tuple[int, SplitOutcome, SplitOutcome]], draws: 
         items = mode.labelled.shape[0]
         if items == 0:
             raise ValueError(f"seed {seed}: no test labels to compare on")
-        full = np.ones((1, items))
-        point.append(float(avg_accuracy(mode, full)[0] - avg_accuracy(skip, full)[0]))
+        point.append(split_avg(mode) - split_avg(skip))
         weights = bootstrap_weights(seed, items, draws)
         boot += avg_accuracy(mode, weights) - avg_accuracy(skip, weights)
     boot /= len(pairs)
