@@ -157,3 +157,38 @@ def test_ablation_rows_are_validation_means(tmp_path, summarize):
 def test_missing_results_is_a_clear_error(tmp_path, summarize):
     with pytest.raises(SystemExit, match="results.json does not exist"):
         summarize.main(["main", str(tmp_path / "nowhere")])
+
+
+def test_groups_splits_the_similarity_and_kappa_by_annotator_group(tmp_path, summarize):
+    d = tmp_path / "grouped"
+    heat = run(d, "heads", "simlabel+confidence", 0, 0.5, 0.5)
+    other = run(d, "heads", "simlabel", 0, 0.5, 0.5)             # not the heat map's run: its arrays must not count
+    write(d, [heat, other])
+    results = json.loads((d / "results.json").read_text(encoding="utf-8"))
+    results["dataset_options"] = {"groups": "2", "tendency": "1"}
+    (d / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    # 4 annotators, groups 0, 1, 0, 1: of the 12 ordered pairs, (0, 2), (2, 0), (1, 3), (3, 1) lie inside a group
+    nan = np.nan
+    similarity = np.array([[0, .25, .5, 0], [.25, 0, 0, 0], [.5, 0, 0, 0], [0, 0, 0, 0]])
+    before = np.array([[1, .2, .5, nan], [.2, 1, nan, nan], [.5, nan, 1, -.4], [nan, nan, -.4, 1]])
+    after = np.where(np.add.outer(range(4), range(4)) % 2 == 0, .9, .3)
+    np.fill_diagonal(after, 1.0)                                   # the diagonal is no pair
+    np.savez(Path(heat["run_dir"]) / "similarity.npz", annotators=np.array(["A1", "A2", "A3", "A4"]),
+             similarity_initial=similarity, kappa_initial=before, kappa_final=after)
+    np.savez(Path(other["run_dir"]) / "similarity.npz", annotators=np.array(["A1", "A2", "A3", "A4"]),
+             similarity_initial=np.ones((4, 4)), kappa_initial=np.ones((4, 4)), kappa_final=np.ones((4, 4)))
+    lines = summarize.groups(d).splitlines()
+    # inside: 4 of 12 pairs (33.3 %); positive S: 4 entries, 2 inside (50 %); S mass: 1.0 of 1.5 inside (66.7 %);
+    # kappa before: inside (0.5 + 0.5) / 2, between (0.2 + 0.2 - 0.4 - 0.4) / 4; after: 0.9 inside, 0.3 between
+    assert lines[0].startswith("**grouped** (tendency 1, 2 groups)")
+    assert lines[-1] == "| 33.3 | 50.0 | 66.7 | +0.50 | -0.10 | +0.90 | +0.30 |"
+
+
+def test_groups_names_the_grid_without_the_heat_map_run(tmp_path, summarize):
+    d = tmp_path / "grouped"
+    write(d, [run(d, "madl", "skip", 0, 0.5, 0.5)])
+    results = json.loads((d / "results.json").read_text(encoding="utf-8"))
+    results["dataset_options"] = {"groups": "2"}
+    (d / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    with pytest.raises(SystemExit, match="has no heads simlabel\\+confidence run of seed 0"):
+        summarize.groups(d)

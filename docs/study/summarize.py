@@ -8,6 +8,7 @@
     python docs/study/summarize.py imputation runs/study/music ...     # imputed labels against two baselines
     python docs/study/summarize.py buckets runs/study/music ...        # gains by the annotator's training labels
     python docs/study/summarize.py dense runs/study/music runs/study/dense-music  # the dense lever on test
+    python docs/study/summarize.py groups runs/study/grouped-t1 ...    # a synthetic grid's kappa by group
 
 Accuracies are percentages. Gains over Skip are paired per seed (same split, same removed labels): mean ± standard
 error over seeds, with the 95 % paired bootstrap interval over items of simlabel_ext.report.paired (test items
@@ -313,9 +314,44 @@ def dense(grid: Path, lever: Path) -> str:
     return "\n".join(lines)
 
 
+def groups(directory: Path, heatmap: tuple[str, str] = ("heads", "simlabel+confidence")) -> str:
+    """The kappa of a synthetic grid (``dataset_options`` with ``groups`` G: annotator ``j`` is in group
+    ``j mod G``) inside and between its groups, from the seed-0 run at the natural rate of ``heatmap`` (model,
+    mode), the heat map's: the share of the positive entries of the observed similarity S, and of its mass, that
+    lie inside a group (against the share of pairs that do, the chance level), and the mean defined kappa of the
+    pairs inside and between groups, before training (observed labels) and after (observed + imputed)."""
+    results = _results(directory)
+    options = results["dataset_options"]
+    num_groups = int(options["groups"])
+    rows = [r for r in results["runs"] if (r["model"], r["mode"]) == heatmap
+            and int(r["seed"]) == 0 and float(r["missing_rate"]) == 0.0]
+    if not rows:
+        raise SystemExit(f"summarize: {directory} has no {' '.join(heatmap)} run of seed 0 at missing rate 0")
+    arrays = RunDirectory(rows[0]["run_dir"]).similarity()
+    group = np.arange(len(arrays["annotators"])) % num_groups
+    off = ~np.eye(len(group), dtype=bool)
+    inside, between = (group[:, None] == group[None, :]) & off, group[:, None] != group[None, :]
+    positive = arrays["similarity_initial"] > 0
+
+    def share(mask: np.ndarray, of: np.ndarray) -> str:
+        return percent(float(of[mask].sum() / of[off].sum()))
+
+    def kappa(name: str, mask: np.ndarray) -> str:
+        return f"{np.nanmean(arrays[name][mask]):+.2f}"
+
+    title = (f"**{directory.name}** (tendency {options.get('tendency', '–')}, {num_groups} groups): observed "
+             f"similarity and kappa inside and between groups, seed 0; after training: {' '.join(heatmap)}")
+    header = ("| pairs inside a group | positive S inside | S mass inside | kappa before: inside | between "
+              "| kappa after: inside | between |")
+    row = (f"| {share(inside, off.astype(float))} | {share(inside, positive.astype(float))} "
+           f"| {share(inside, arrays['similarity_initial'])} | {kappa('kappa_initial', inside)} "
+           f"| {kappa('kappa_initial', between)} | {kappa('kappa_final', inside)} | {kappa('kappa_final', between)} |")
+    return f"{title}\n\n{header}\n|---:|---:|---:|---:|---:|---:|---:|\n{row}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    tables = ("budget", "ablation", "sharing", "main", "aim", "imputation", "buckets", "dense")
+    tables = ("budget", "ablation", "sharing", "main", "aim", "imputation", "buckets", "dense", "groups")
     parser.add_argument("table", choices=tables)
     parser.add_argument("dirs", nargs="+", type=Path,
                         help="compare output directories (budget, ablation, sharing: their parent; dense: the "
@@ -329,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         print(ablation(found))
         return 0
     single = {"budget": budget, "sharing": sharing}
-    each = {"main": main_table, "aim": aim, "imputation": imputation, "buckets": buckets}
+    each = {"main": main_table, "aim": aim, "imputation": imputation, "buckets": buckets, "groups": groups}
     if args.table == "dense":
         if len(args.dirs) != 2:
             parser.error("dense takes two directories: the grid's compare output and the lever's (dense.sh)")
