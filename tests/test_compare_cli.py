@@ -168,6 +168,22 @@ def run_dirs(out: Path) -> list[Path]:
     return sorted(p.parent for p in (out / "runs").rglob("metrics.json"))
 
 
+def _naive_consensus_avg(arrays) -> float:
+    """Avg on the test split of each item's most frequent predicted label (ties to the lower class) given to every
+    annotator, by plain loops."""
+    hits, counts = {}, {}
+    for i in range(len(arrays["split"])):
+        if arrays["split"][i] != 2:
+            continue
+        predicted = [int(p) for p in arrays["prediction"][i]]
+        consensus = max(sorted(set(predicted)), key=predicted.count)  # max keeps the first of equals: the lowest
+        for a, label in enumerate(arrays["labels"][i]):
+            if label >= 0:
+                hits[a] = hits.get(a, 0) + (label == consensus)
+                counts[a] = counts.get(a, 0) + 1
+    return statistics.mean(hits[a] / counts[a] for a in counts)
+
+
 def test_compare_end_to_end(compared):
     out = compared["out"]
     assert compared["code"] == 0, compared["stderr"]
@@ -216,11 +232,17 @@ def test_compare_end_to_end(compared):
             assert t["gain_se"] == pytest.approx(statistics.stdev(gains) / 2 ** 0.5, abs=1e-12)
         for k, ann in enumerate(["A1", "A2", "A3", "A4"]):
             assert t["per_annotator"][ann]["test_count"] == sum(m["annotators"][k]["test_count"] for m in members)
+        broadcast = [_naive_consensus_avg(RunDirectory(m["run_dir"]).predictions()) for m in members]
+        assert t["consensus_mean"] == pytest.approx(statistics.mean(broadcast), abs=1e-12)
+        own_gains = [m["avg_accuracy"] - b for m, b in zip(members, broadcast)]
+        assert t["over_consensus_mean"] == pytest.approx(statistics.mean(own_gains), abs=1e-12)
+        assert t["over_consensus_low"] <= t["over_consensus_high"]
     md = (out / "results.md").read_text()
     assert md.count("### ") == 2
     assert "### natural missingness" in md and "### extra missing rate 0.3 of the training labels removed" in md
     for mode in MODES:
-        assert md.count(f"| heads | {mode} |") == 2
+        assert md.count(f"| heads | {mode} |") == 4  # a rate's table and its consensus table, at two rates
+    assert md.count("Own predictions against their consensus") == 2
     assert "simlabel compare " in md and "--missing-rates 0,0.3" in md  # the command that regenerates it
     # stdout is the Markdown report; stderr a summary and one line per run
     assert compared["stdout"].strip() == md.strip()

@@ -245,7 +245,9 @@ def test_write_csv_round_trip(tmp_path):
     assert list(read[0]) == ["missing_rate", "model", "mode", "seeds", "avg_mean", "avg_std", "gain_mean",
                              "gain_std", "gain_se", "gain_low", "gain_high", "verdict", "micro_mean", "micro_std",
                              "imputations_mean", "imputation_accuracy_mean", "imputations_scored_mean",
-                             "imputation_majority_mean", "imputation_own_skip_mean", "acc_A1", "acc_A2", "acc_A3"]
+                             "imputation_majority_mean", "imputation_own_skip_mean", "consensus_mean",
+                             "over_consensus_mean", "over_consensus_se", "over_consensus_low", "over_consensus_high",
+                             "over_consensus_verdict", "acc_A1", "acc_A2", "acc_A3"]
     assert len(read) == len(rows)
     for r, back in zip(rows, read):
         assert (float(back["missing_rate"]), back["model"], back["mode"]) == (r["missing_rate"], r["model"], r["mode"])

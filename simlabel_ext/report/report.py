@@ -12,6 +12,7 @@ from typing import Any
 
 from ..rundir import RunDirectory
 from ..storage import write_json
+from .consensus import consensus_outcome
 from .imputation import imputation_baselines
 from .paired import SplitOutcome, split_outcome
 from .tables import aggregate, markdown_tables, write_csv
@@ -44,8 +45,8 @@ def write_report(out_dir: str | Path, runs: Sequence[tuple[Path, dict[str, Any]]
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    records, outcomes = _evidence(runs)
-    rows = aggregate(records, outcomes)
+    records, outcomes, consensus = _evidence(runs)
+    rows = aggregate(records, outcomes, consensus)
     records = [dict(m, run_dir=str(d)) for (d, _), m in zip(runs, records)]
     write_json(out / "results.json", {**header, "runs": records, "table": rows})
     write_csv(out / "results.csv", rows)
@@ -59,25 +60,28 @@ def write_report(out_dir: str | Path, runs: Sequence[tuple[Path, dict[str, Any]]
     return rows
 
 
-def _evidence(runs: Sequence[tuple[Path, dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[SplitOutcome | None]]:
-    """Each run's metrics (SimLabel + Confidence runs with their ``imputation_baselines``) and test outcome, read
-    from ``predictions.npz`` (None where a run has none)."""
+def _evidence(runs: Sequence[tuple[Path, dict[str, Any]]]
+              ) -> tuple[list[dict[str, Any]], list[SplitOutcome | None], list[SplitOutcome | None]]:
+    """Each run's metrics (SimLabel + Confidence runs with their ``imputation_baselines``), test outcome and the
+    test outcome of its consensus given to every annotator, read from ``predictions.npz`` (None where a run has
+    none)."""
     def predictions(path: Path) -> dict[str, Any] | None:
         run = RunDirectory(path)
         return run.predictions() if run.predictions_path.is_file() else None
 
     skip_dirs = {(float(m["missing_rate"]), m["model"], m["seed"]): d for d, m in runs if m["mode"] == "skip"}
-    records, outcomes = [], []
+    records, outcomes, consensus = [], [], []
     for d, m in runs:
         arrays = predictions(d)
         outcomes.append(split_outcome(arrays) if arrays is not None else None)
+        consensus.append(consensus_outcome(arrays) if arrays is not None else None)
         record = dict(m)
         if arrays is not None and m["mode"] == "simlabel+confidence":
             skip_dir = skip_dirs.get((float(m["missing_rate"]), m["model"], m["seed"]))
             record["imputation_baselines"] = imputation_baselines(
                 arrays, predictions(skip_dir) if skip_dir is not None else None)
         records.append(record)
-    return records, outcomes
+    return records, outcomes, consensus
 
 
 def _write_figures(out: Path, runs: Sequence[tuple[Path, dict[str, Any]]], rows: list[dict[str, Any]]) -> list[str]:

@@ -8,7 +8,9 @@ outcomes of their ``predictions.npz`` and, for SimLabel + Confidence runs, ``imp
 ``std`` is the sample standard deviation over seeds (0 with one seed). The gain of a mode over Skip is computed
 per seed (same split, same removed labels) and then averaged: ``gain_std`` is the std of the paired difference,
 ``gain_se`` its standard error, ``gain_low`` / ``gain_high`` the paired bootstrap interval over test items and
-``verdict`` ``beats`` / ``worse`` / ``inconclusive`` (undefined without outcomes). Runs trained with
+``verdict`` ``beats`` / ``worse`` / ``inconclusive`` (undefined without outcomes). Every mode, Skip included,
+is also paired with its own consensus given to every annotator (:mod:`.consensus`): ``consensus_mean`` is that
+broadcast's Avg, ``over_consensus_*`` the run's gain over it (mean, se, low, high, verdict). Runs trained with
 ``lam = "auto"`` add the λ each seed chose (``lam_selected``), as a column of the Markdown table and of the CSV.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .paired import PairedGain, SplitOutcome, paired_gain
+from .paired import PairedGain, SplitOutcome, paired_gain, split_avg
 
 __all__ = ["aggregate", "markdown_tables", "write_csv"]
 
@@ -56,14 +58,18 @@ def _key(m: dict[str, Any]) -> tuple[float, str, str]:
     return float(m["missing_rate"]), m["model"], m["mode"]
 
 
-def aggregate(runs: Sequence[dict[str, Any]],
-              outcomes: Sequence[SplitOutcome | None] | None = None) -> list[dict[str, Any]]:
+def aggregate(runs: Sequence[dict[str, Any]], outcomes: Sequence[SplitOutcome | None] | None = None,
+              consensus: Sequence[SplitOutcome | None] | None = None) -> list[dict[str, Any]]:
     """One row per (missing rate, model, mode) in first-seen order (see the module docstring for the fields);
-    ``outcomes[i]``: the test outcome of ``runs[i]`` (None where unknown)."""
+    ``outcomes[i]``: the test outcome of ``runs[i]``, ``consensus[i]`` that of its consensus given to every
+    annotator (None where unknown)."""
     outcomes = list(outcomes) if outcomes is not None else [None] * len(runs)
-    if len(outcomes) != len(runs):
-        raise ValueError(f"aggregate: {len(outcomes)} outcomes for {len(runs)} runs")
+    consensus = list(consensus) if consensus is not None else [None] * len(runs)
+    for name, given in (("outcomes", outcomes), ("consensus outcomes", consensus)):
+        if len(given) != len(runs):
+            raise ValueError(f"aggregate: {len(given)} {name} for {len(runs)} runs")
     outcome_of = {id(m): o for m, o in zip(runs, outcomes)}
+    consensus_of = {id(m): o for m, o in zip(runs, consensus)}
     groups: dict[tuple[float, str, str], list[dict[str, Any]]] = {}
     for m in runs:
         groups.setdefault(_key(m), []).append(m)
@@ -88,6 +94,7 @@ def aggregate(runs: Sequence[dict[str, Any]],
         imp_acc = mean_std([m["imputation_accuracy"] for m in members])
         baselines = [m.get("imputation_baselines") or {} for m in members]
         criterion = None if mode == "skip" else _criterion(members, skips, rate, model, outcome_of)
+        against = _against_consensus(members, outcome_of, consensus_of)
         rows.append({
             "missing_rate": rate, "model": model, "mode": mode, "seeds": [m["seed"] for m in members],
             "avg_mean": avg[0], "avg_std": avg[1], "micro_mean": micro[0], "micro_std": micro[1],
@@ -96,6 +103,12 @@ def aggregate(runs: Sequence[dict[str, Any]],
             "gain_low": criterion.low if criterion else math.nan,
             "gain_high": criterion.high if criterion else math.nan,
             "verdict": criterion.verdict if criterion else None,
+            "consensus_mean": mean_std([split_avg(consensus_of[id(m)]) for m in members])[0] if against else math.nan,
+            "over_consensus_mean": against.mean if against else math.nan,
+            "over_consensus_se": against.se if against else math.nan,
+            "over_consensus_low": against.low if against else math.nan,
+            "over_consensus_high": against.high if against else math.nan,
+            "over_consensus_verdict": against.verdict if against else None,
             "imputations_mean": imputed[0], "imputation_accuracy_mean": imp_acc[0],
             "imputations_scored_mean": mean_std([b.get("scored") for b in baselines])[0],
             "imputation_majority_mean": mean_std([b.get("majority") for b in baselines])[0],
@@ -119,6 +132,16 @@ def _criterion(members: Sequence[dict[str, Any]], skips: dict[tuple[float, str, 
         if mine is None or theirs is None or not len(mine.labelled):
             return None
         pairs.append((m["seed"], mine, theirs))
+    return paired_gain(pairs)
+
+
+def _against_consensus(members: Sequence[dict[str, Any]], outcome_of: dict[int, SplitOutcome | None],
+                       consensus_of: dict[int, SplitOutcome | None]) -> PairedGain | None:
+    """The paired criterion of ``members`` against their own consensus given to every annotator; None unless every
+    seed has both outcomes."""
+    pairs = [(m["seed"], outcome_of.get(id(m)), consensus_of.get(id(m))) for m in members]
+    if any(mine is None or broadcast is None or not len(mine.labelled) for _, mine, broadcast in pairs):
+        return None
     return paired_gain(pairs)
 
 
@@ -165,10 +188,8 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
             cells += [
                 f"**{percent(r['avg_mean'], r['avg_std'])}**",
                 "–" if skip else percent(r["gain_mean"], r["gain_se"], signed=True),
-                "–" if skip or not defined(r["gain_low"]) else
-                f"[{percent(r['gain_low'], signed=True)}, {percent(r['gain_high'], signed=True)}]",
-                "–" if skip or r["verdict"] is None else (r["verdict"] if r["verdict"] == "inconclusive"
-                                                          else f"**{r['verdict']}**"),
+                "–" if skip else _interval(r["gain_low"], r["gain_high"]),
+                "–" if skip else _verdict(r["verdict"]),
                 percent(r["micro_mean"], r["micro_std"]),
                 f"{r['imputations_mean']:.0f}" if confidence else "–",
                 percent(r["imputation_accuracy_mean"]),
@@ -184,9 +205,38 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
             out.append("")
             out.append(f"{TRUTH_ROW[0]} {TRUTH_ROW[1]}: how often each annotator's own labels equal the true labels "
                        "(all its labels, of items whose truth is known), beside what its model learned.")
+        out += _consensus_table(part)
         out += _convergence_lines(part)
         out.append("")
     return "\n".join(out)
+
+
+def _interval(low: float, high: float) -> str:
+    return "–" if not defined(low) else f"[{percent(low, signed=True)}, {percent(high, signed=True)}]"
+
+
+def _verdict(verdict: str | None) -> str:
+    return "–" if verdict is None else verdict if verdict == "inconclusive" else f"**{verdict}**"
+
+
+def _consensus_table(part: Sequence[dict[str, Any]]) -> list[str]:
+    """The table under a rate's table: each row's Avg against its consensus given to every annotator; nothing
+    when no run has predictions."""
+    if not any(defined(r["consensus_mean"]) for r in part):
+        return []
+    reading = ("Own predictions against their consensus: each run's consensus (the most frequent of its predicted"
+               " labels on an item) given as every annotator's label, scored like the run. Δ consensus: the run's"
+               " paired gain over it. Where it is not above 0, the annotator models learnt nothing the interval can"
+               " see beyond one label per item.")
+    lines = ["", reading, "", "| Model | Mode | Avg | consensus | Δ consensus | 95 % CI | verdict |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in part:
+        gain = percent(r["over_consensus_mean"], r["over_consensus_se"], signed=True)
+        lines.append(f"| {r['model']} | {r['mode']} | {percent(r['avg_mean'], r['avg_std'])} | "
+                     f"{percent(r['consensus_mean'])} | {gain} | "
+                     f"{_interval(r['over_consensus_low'], r['over_consensus_high'])} | "
+                     f"{_verdict(r['over_consensus_verdict'])} |")
+    return lines
 
 
 def _convergence_lines(part: Sequence[dict[str, Any]]) -> list[str]:
@@ -230,7 +280,8 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     fields = ["missing_rate", "model", "mode", "seeds", "avg_mean", "avg_std", "gain_mean", "gain_std", "gain_se",
               "gain_low", "gain_high", "verdict", "micro_mean", "micro_std", "imputations_mean",
               "imputation_accuracy_mean", "imputations_scored_mean", "imputation_majority_mean",
-              "imputation_own_skip_mean"]
+              "imputation_own_skip_mean", "consensus_mean", "over_consensus_mean", "over_consensus_se",
+              "over_consensus_low", "over_consensus_high", "over_consensus_verdict"]
     chose = any(r["lam_selected"] for r in rows)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
