@@ -39,11 +39,6 @@ def test_oracle_labels_take_the_annotators_most_likely_label(ceiling):
     np.testing.assert_array_equal(labels, [[0, 1], [1, 0]])
 
 
-def test_consensus_is_the_majority_with_ties_to_the_lower_class(ceiling):
-    prediction = np.array([[2, 2, 0], [1, 0, 0], [0, 1, 2], [1, 2, 2]])
-    np.testing.assert_array_equal(ceiling.consensus(prediction, 3), [2, 0, 0, 2])
-
-
 def test_majority_labels_read_training_and_validation_labels_only(ceiling):
     labels = np.array([[1, 1, 0], [0, 1, -1], [-1, -1, -1], [2, 2, 2], [0, 2, 2]])
     split = np.array([0, 1, 0, 2, 0])

@@ -12,11 +12,6 @@ def tendency(load_study_script):
     return load_study_script("tendency")
 
 
-def test_broadcast_gives_each_items_consensus_to_every_annotator(tendency):
-    prediction = np.array([[2, 2, 0], [1, 0, 0], [0, 1, 2]])
-    np.testing.assert_array_equal(tendency.broadcast(prediction, 3), [[2, 2, 2], [0, 0, 0], [0, 0, 0]])
-
-
 def test_prior_confusions_weigh_the_others_and_fall_back_to_their_plain_mean(tendency):
     p = np.array([[[0.9, 0.1], [0.2, 0.8]], [[0.5, 0.5], [0.5, 0.5]], [[0.1, 0.9], [0.6, 0.4]]])
     weights = np.array([[7.0, 1.0, 3.0], [0.0, 5.0, 0.0], [1.0, 1.0, 0.0]])  # the diagonal is never used

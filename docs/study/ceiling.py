@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import summarize  # a sibling script: the aim's choice and the table cells
 
 from simlabel_ext.registry import get_registry
+from simlabel_ext.report.consensus import consensus_labels
 from simlabel_ext.report.paired import paired_gain, split_avg, split_outcome
 from simlabel_ext.report.tables import mean_std, percent
 from simlabel_ext.rundir import RunDirectory
@@ -88,13 +89,6 @@ def oracle_labels(probabilities: np.ndarray, confusion: np.ndarray) -> np.ndarra
     return np.einsum("nc,ack->nak", probabilities, confusion).argmax(2)
 
 
-def consensus(prediction: np.ndarray, classes: int) -> np.ndarray:
-    """int ``[N]``: per item the most frequent of its ``A`` predicted labels (``prediction`` int ``[N, A]``),
-    ties to the lower class."""
-    votes = np.stack([(prediction == c).sum(1) for c in range(classes)], 1)
-    return votes.argmax(1)
-
-
 def truth_classifier(features: np.ndarray, truth: np.ndarray, split: np.ndarray) -> LogisticRegression:
     """Logistic regression of ``truth`` on ``features [N, D]``, fitted on the training items with a known truth,
     ``C`` of :data:`STRENGTHS` chosen by truth accuracy on the validation items (the first of equals)."""
@@ -115,7 +109,7 @@ def majority_labels(labels: np.ndarray, split: np.ndarray, classes: int) -> np.n
     """int ``[N]``: each item's majority label among its training and validation ``labels`` (int ``[N, A]``, -1 =
     none), ties to the lower class; -1 for test items and items without such a label."""
     seen = np.where((split != TEST)[:, None], labels, -1)
-    return np.where((seen >= 0).any(1), consensus(seen, classes), -1)
+    return np.where((seen >= 0).any(1), consensus_labels(seen, classes), -1)
 
 
 def fit_true_class(model: torch.nn.Module, inputs: torch.Tensor, truth: torch.Tensor, train: torch.Tensor,
@@ -197,7 +191,7 @@ def _seed_references(results: dict, rate: float, seed: int, runs: dict, arrays: 
     majority = majority_labels(labels, split, classes)
     pipeline = oracle_predictions(truth_classifier(features, majority, split), features, majority, labels, split,
                                   classes)
-    known = {key: (consensus(run["prediction"], classes)[test] == truth[test]).mean() for key, run in arrays.items()}
+    known = {key: (consensus_labels(run["prediction"], classes)[test] == truth[test]).mean() for key, run in arrays.items()}
     truth_everywhere = {**first, "prediction": np.repeat(truth[:, None], labels.shape[1], 1)}
     return {"classifier": fit.score(features[test], truth[test]), "consensus": known,
             "oracle": split_outcome({**first, "prediction": oracle}),

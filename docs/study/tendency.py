@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ceiling  # sibling scripts: the majority pipeline's parts, the aim's choice and the table cells
 import summarize
 
+from simlabel_ext.report.consensus import consensus_outcome
 from simlabel_ext.report.paired import paired_gain, split_avg, split_outcome
 from simlabel_ext.rundir import RunDirectory
 from simlabel_ext.similarity import SimilarityEngine
@@ -54,11 +55,6 @@ from simlabel_ext.similarity import SimilarityEngine
 PRIOR_STRENGTHS = (1.0, 3.0, 10.0, 30.0, 100.0)
 TRAIN, VALIDATION, TEST = 0, 1, 2
 COUNT_MODELS = ("consensus", "crowd prior", "similar prior")
-
-
-def broadcast(prediction: np.ndarray, classes: int) -> np.ndarray:
-    """int ``[N, A]``: each item's consensus of ``prediction`` (int ``[N, A]``) given to all ``A`` annotators."""
-    return np.repeat(ceiling.consensus(prediction, classes)[:, None], prediction.shape[1], 1)
 
 
 def prior_confusions(confusion: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -137,9 +133,7 @@ def tendency(directory: Path) -> str:
             first = arrays[s][(skip_model, "skip")]
             features = dataset.inputs.numpy().reshape(len(first["split"]), -1)
             models[s] = count_models(features, first, dataset.num_classes, config["n0"], config["min_overlap"])
-            outcomes[s] = {key: (split_outcome(run), split_outcome(
-                {**run, "prediction": broadcast(run["prediction"], dataset.num_classes)})) for key, run in
-                arrays[s].items()}
+            outcomes[s] = {key: (split_outcome(run), consensus_outcome(run)) for key, run in arrays[s].items()}
         for model in sorted({mo for mo, _ in runs_of}):
             cells = [f"{rate:g}", model]
             for mode in summarize.MODES:
