@@ -6,7 +6,8 @@
 # (0: errors uniform over the other classes, so the groups are alike; 1: every error goes to the group's class).
 # heads, padl and madl with the defaults, seeds 0-2, in the three modes; qumatl is left out (the weakest Skip
 # backbone of every grid, and the slowest). Run from the repository root; STUDY (default runs/study) holds the
-# outputs. Finished runs are reused. About 10 minutes per tendency on 2 cores; the tables then take 20 seconds.
+# outputs. Finished runs are reused. About 10 minutes per tendency on 2 cores to train; with every run kept
+# (docs/study/outputs.sh unpack), about 5 minutes for the reports and tables.
 set -euo pipefail
 STUDY=${STUDY:-runs/study}
 export OMP_NUM_THREADS=1
