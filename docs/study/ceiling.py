@@ -191,7 +191,8 @@ def _seed_references(results: dict, rate: float, seed: int, runs: dict, arrays: 
     majority = majority_labels(labels, split, classes)
     pipeline = oracle_predictions(truth_classifier(features, majority, split), features, majority, labels, split,
                                   classes)
-    known = {key: (consensus_labels(run["prediction"], classes)[test] == truth[test]).mean() for key, run in arrays.items()}
+    known = {key: (consensus_labels(run["prediction"], classes)[test] == truth[test]).mean()
+             for key, run in arrays.items()}
     truth_everywhere = {**first, "prediction": np.repeat(truth[:, None], labels.shape[1], 1)}
     return {"classifier": fit.score(features[test], truth[test]), "consensus": known,
             "oracle": split_outcome({**first, "prediction": oracle}),

@@ -94,7 +94,7 @@ def aggregate(runs: Sequence[dict[str, Any]], outcomes: Sequence[SplitOutcome | 
         imp_acc = mean_std([m["imputation_accuracy"] for m in members])
         baselines = [m.get("imputation_baselines") or {} for m in members]
         criterion = None if mode == "skip" else _criterion(members, skips, rate, model, outcome_of)
-        against = _against_consensus(members, outcome_of, consensus_of)
+        against = _paired([(m["seed"], outcome_of.get(id(m)), consensus_of.get(id(m))) for m in members])
         rows.append({
             "missing_rate": rate, "model": model, "mode": mode, "seeds": [m["seed"] for m in members],
             "avg_mean": avg[0], "avg_std": avg[1], "micro_mean": micro[0], "micro_std": micro[1],
@@ -128,19 +128,14 @@ def _criterion(members: Sequence[dict[str, Any]], skips: dict[tuple[float, str, 
     pairs = []
     for m in members:
         skip = skips.get((rate, model, m["seed"]))
-        mine, theirs = outcome_of.get(id(m)), outcome_of.get(id(skip)) if skip is not None else None
-        if mine is None or theirs is None or not len(mine.labelled):
-            return None
-        pairs.append((m["seed"], mine, theirs))
-    return paired_gain(pairs)
+        pairs.append((m["seed"], outcome_of.get(id(m)), outcome_of.get(id(skip)) if skip is not None else None))
+    return _paired(pairs)
 
 
-def _against_consensus(members: Sequence[dict[str, Any]], outcome_of: dict[int, SplitOutcome | None],
-                       consensus_of: dict[int, SplitOutcome | None]) -> PairedGain | None:
-    """The paired criterion of ``members`` against their own consensus given to every annotator; None unless every
-    seed has both outcomes."""
-    pairs = [(m["seed"], outcome_of.get(id(m)), consensus_of.get(id(m))) for m in members]
-    if any(mine is None or broadcast is None or not len(mine.labelled) for _, mine, broadcast in pairs):
+def _paired(pairs: Sequence[tuple[int, SplitOutcome | None, SplitOutcome | None]]) -> PairedGain | None:
+    """:func:`.paired.paired_gain` of ``(seed, candidate, baseline)`` ``pairs``; None unless every seed has both
+    outcomes and the candidate has test labels."""
+    if any(mine is None or theirs is None or not len(mine.labelled) for _, mine, theirs in pairs):
         return None
     return paired_gain(pairs)
 
