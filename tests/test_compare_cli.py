@@ -24,7 +24,7 @@ from simlabel_ext.report.paired import avg_accuracy, paired_gain, split_outcome
 from simlabel_ext.rundir import RunDirectory
 from simlabel_ext.train import TrainConfig, load_config, option_fields
 
-matplotlib = pytest.importorskip("matplotlib")
+pytest.importorskip("matplotlib")
 import matplotlib.image  # noqa: E402
 
 DATA = ["--preset", "custom", "--annotators", "4", "--classes", "3"]

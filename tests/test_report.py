@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-matplotlib = pytest.importorskip("matplotlib")
+pytest.importorskip("matplotlib")
 import matplotlib.image  # noqa: E402
 
 from simlabel_ext.report import (  # noqa: E402

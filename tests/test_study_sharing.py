@@ -1,4 +1,5 @@
-"""docs/study/sharing.py's ``--kl-into`` lever: the KL term's gradient routed into one part of a MaDL model."""
+"""docs/study/sharing.py: the ``--kl-into`` lever (the KL term's gradient routed into one part of a MaDL model) and
+``--model-option``."""
 from __future__ import annotations
 
 import pytest
@@ -45,3 +46,25 @@ def test_kl_into_keeps_every_value_and_blocks_one_part_at_missing_entries_only(s
 def test_kl_into_refuses_a_model_without_madl_parts(sharing):
     with pytest.raises(SystemExit, match="--kl-into needs madl"):
         sharing.route_kl(torch.nn.Linear(2, 2), "shared")
+
+
+def test_model_options_reach_the_run_and_a_malformed_one_is_a_usage_error(sharing, monkeypatch, tmp_path, capsys):
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def trainer(config, out, log):
+        seen["model_options"] = config.model_options
+        raise Stop
+
+    monkeypatch.setattr(sharing, "Trainer", trainer)
+    with pytest.raises(Stop):
+        sharing.main(["--dataset", "amer2-like", "--model", "madl", "--model-option", "instance=false",
+                      "--model-option", "eta=0.7", "--out", str(tmp_path / "run")])
+    assert seen["model_options"] == {"instance": "false", "eta": "0.7"}
+    with pytest.raises(SystemExit) as stop:
+        sharing.main(["--dataset", "amer2-like", "--model", "madl", "--model-option", "instance", "--out",
+                      str(tmp_path / "bad")])
+    assert stop.value.code == 2
+    assert "--model-option takes KEY=VALUE; got 'instance'" in capsys.readouterr().err

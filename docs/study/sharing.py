@@ -111,13 +111,19 @@ def main(argv=None) -> int:
     p.add_argument("--kl-into", choices=("all", "shared", "annotator"), default="all",
                    help="madl: the part of the model the KL term's gradient reaches (all = the library's)")
     p.add_argument("--dense", type=float, default=0.0, help="the library's dense_similarity m (0 = off)")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the model plugin (repeatable), e.g. instance=false for madl")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     shared = Path(os.environ.get("SHARED", "../shared/data"))
     dataset, options = {"music": ("music", {"data_dir": str(shared / "music_genre")}),
                         "sentiment": ("sentiment", {"data_dir": str(shared / "sentiment_polarity")})}.get(
         a.dataset, ("synthetic", {"preset": a.dataset}))
-    config = TrainConfig(dataset=dataset, dataset_options=options, model=a.model, mode=a.mode, seed=a.seed, lr=a.lr,
+    if any("=" not in item for item in a.model_option):
+        p.error(f"--model-option takes KEY=VALUE; got {next(i for i in a.model_option if '=' not in i)!r}")
+    model_options = dict(item.split("=", 1) for item in a.model_option)
+    config = TrainConfig(dataset=dataset, dataset_options=options, model=a.model, model_options=model_options,
+                         mode=a.mode, seed=a.seed, lr=a.lr,
                          lam=a.lam, threshold=a.threshold, missing_rate=a.missing_rate, soft_source=a.soft_source,
                          imputed_as_targets=a.targets, dense_similarity=a.dense, progress=False)
     out = Path(a.out)

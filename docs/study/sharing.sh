@@ -25,6 +25,8 @@ jobs() {
             for part in shared annotator; do echo "$run --kl-into $part --out $o/kl-$part"; done
             echo "$run --kl-into shared --dense 20 --out $o/dense20-kl-shared"
             for t in 0.3 0.45; do echo "$run --mode simlabel+confidence --threshold $t --out $o/conf-t$t"; done
+            echo "$run --model-option instance=false --mode skip --out $o/confusion-skip"
+            echo "$run --model-option instance=false --out $o/confusion"
         fi
         if [ "$model" = heads ]; then for lam in 6 12; do echo "$run --lam $lam --dense 20 --out $o/dense20-lam$lam"; done; fi
     done; done; done
