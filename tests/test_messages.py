@@ -136,6 +136,26 @@ def test_missing_rate_one_is_refused_alike_by_train_and_compare(capsys):
                                                                                                      "compare")
 
 
+def test_labels_of_a_single_class_are_refused_with_the_class_and_how_to_declare_the_others(tmp_path, capsys):
+    from simlabel_ext import SimLabel
+
+    paths = crowd(tmp_path, tasks=12)
+    rows = list(csv.reader(open(paths["labels"], newline="")))
+    with open(paths["labels"], "w", newline="") as fh:
+        csv.writer(fh).writerows([rows[0], *[(task, worker, "b") for task, worker, _ in rows[1:]]])
+    data = ["--dataset", "crowd-csv", "--labels", str(paths["labels"]), "--features", str(paths["features"])]
+    assert main(["train", *data, *TINY, "--out", str(tmp_path / "run")]) == 2
+    assert one_line(capsys, "train").endswith("the labels hold a single class, 'b': annotator models need at least 2; "
+                                              "declare every class (crowd-csv's classes option, SimLabel.fit's "
+                                              "classes=) if some never occur")
+    assert main(["train", *data, "--dataset-option", "classes=a,b,c", *TINY, "--out", str(tmp_path / "ok")]) == 0
+    answers = [(t, "w0", "b") for t in range(12)]  # row k of X is task k
+    import pandas as pd
+
+    with pytest.raises(ValueError, match="a single class, 'b'"):
+        SimLabel(epochs=1, progress=False).fit(np.eye(12), pd.DataFrame(answers, columns=["task", "worker", "label"]))
+
+
 def test_kappa_on_a_file_without_suffix_names_its_format_flag(tmp_path, capsys):
     answers = tmp_path / "answers"
     answers.write_text("task,worker,label\nt1,w1,a\nt1,w2,a\nt2,w1,b\nt2,w2,b\n")

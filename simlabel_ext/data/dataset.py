@@ -193,6 +193,10 @@ class CrowdDataset:
         if not isinstance(self.split, Split):
             raise ValueError(f"split must be a Split, not {type(self.split).__name__}")
         n, a = self.annotations.labels.shape
+        if self.annotations.num_classes < 2:
+            raise ValueError(f"the labels hold a single class, {self.annotations.class_names[0]!r}: annotator models "
+                             "need at least 2; declare every class (crowd-csv's classes option, SimLabel.fit's "
+                             "classes=) if some never occur")
         self._check_inputs(n)
         if self.truth is not None:
             truth = self.truth
