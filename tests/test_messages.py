@@ -127,13 +127,18 @@ def test_a_tab_separated_csv_of_features_reads_like_one_of_labels(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- flags
-def test_missing_rate_one_is_refused_alike_by_train_and_compare(capsys):
+def test_missing_rates_outside_0_1_are_refused_alike_by_train_and_compare(capsys):
     assert main(["train", "--missing-rate", "1.0", *TINY]) == 2
     assert "'missing_rate' must lie in [0, 1): removing every training label leaves nothing to train on" in one_line(
         capsys, "train")
     assert main(["compare", "--missing-rates", "0,1", *TINY]) == 2
     assert "must lie in [0, 1): removing every training label leaves nothing to train on" in one_line(capsys,
                                                                                                      "compare")
+    negative = "must lie in [0, 1): it is the fraction of the training labels removed; got -0.1"
+    assert main(["train", "--missing-rate", "-0.1", *TINY]) == 2
+    assert one_line(capsys, "train").endswith(f"'missing_rate' {negative}")
+    assert main(["compare", "--missing-rates", "0,-0.1", *TINY]) == 2
+    assert one_line(capsys, "compare").endswith(f"--missing-rates {negative}")
 
 
 def test_labels_of_a_single_class_are_refused_with_the_class_and_how_to_declare_the_others(tmp_path, capsys):

@@ -19,6 +19,7 @@ from ..report import write_report
 from ..report.tables import defined
 from ..rundir import RunDirectory
 from ..train import load_run_dataset
+from ..train.config import check_missing_rate
 from .train import add_config_arguments, resolve_config
 
 DEFAULT_MODELS = "heads"
@@ -88,9 +89,7 @@ def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
         if seed < 0:
             raise ValueError(f"--seeds must be >= 0; got {seed}")
     for rate in rates:  # the same rule as simlabel train's --missing-rate (TrainConfig)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"--missing-rates must lie in [0, 1): removing every training label leaves nothing to "
-                             f"train on; got {rate:g}")
+        check_missing_rate(rate, "--missing-rates")
     registry = get_registry()
     for model in models:
         registry.model(model)

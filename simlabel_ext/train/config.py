@@ -33,8 +33,8 @@ from ..data import utf8_error
 from ..ops.options import SimLabelOptions
 from ..similarity import DEFAULT_N0
 
-__all__ = ["LAM_AUTO", "PRESETS", "RUNTIME_OPTIONS", "TrainConfig", "load_config", "option_fields",
-           "parse_lam", "write_config"]
+__all__ = ["LAM_AUTO", "PRESETS", "RUNTIME_OPTIONS", "TrainConfig", "check_missing_rate", "load_config",
+           "option_fields", "parse_lam", "write_config"]
 
 #: Named sets of SimLabel options, applied with ``TrainConfig.replace(**PRESETS[name])`` (``--simlabel-preset``).
 #: ``paper``: the literal method of the paper (ALGORITHM.md §1–4): unshrunk kappa, one flat mean over all CE and
@@ -67,6 +67,14 @@ def parse_lam(value: Any) -> float | str:
         except ValueError:
             raise ValueError(f"lam must be a number >= 0 or {LAM_AUTO!r}; got {value!r}") from None
     return value
+
+
+def check_missing_rate(rate: float, name: str) -> None:
+    """A ``ValueError`` naming ``name`` unless ``0 <= rate < 1`` (the fraction of training labels removed)."""
+    if not 0.0 <= rate < 1.0:
+        why = ("removing every training label leaves nothing to train on" if rate >= 1.0 else
+               "it is the fraction of the training labels removed")
+        raise ValueError(f"{name} must lie in [0, 1): {why}; got {rate:g}")
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, parse: Any = None) -> Any:
@@ -162,9 +170,7 @@ class TrainConfig:
             raise ValueError(f"config option 'dense_similarity' must be finite; got {self.dense_similarity}")
         if not 0.0 <= self.warmup <= 1.0:
             raise ValueError(f"config option 'warmup' must lie in [0, 1]; got {self.warmup}")
-        if not 0.0 <= self.missing_rate < 1.0:
-            raise ValueError(f"config option 'missing_rate' must lie in [0, 1): removing every training label leaves "
-                             f"nothing to train on; got {self.missing_rate:g}")
+        check_missing_rate(self.missing_rate, "config option 'missing_rate'")
         for name in ("seed", "missing_rate"):
             if name in self.dataset_options:
                 raise ValueError(f"set {name!r} at the top level of the config, not in dataset_options")
