@@ -421,6 +421,9 @@ def test_crowd_csv_errors(registry, crowd_files, tmp_path):
         load_with_features("\n".join([*lines, lines[1]]))
     with pytest.raises(ValueError, match="exactly one column 'task'; its columns are \\['id', 'f1', 'f2', 'f3'\\]"):
         load_with_features("\n".join(["id,f1,f2,f3", *lines[1:]]))
+    twice = "bad_features.csv, line 1: column 'f2' appears more than once \\(fields \\[3, 4\\]\\)$"
+    with pytest.raises(ValueError, match=twice):
+        load_with_features("\n".join(["task,f1,f2,f2", *lines[1:]]))
     (tmp_path / "truth.csv").write_text("task,label\nt0,fish\n")
     with pytest.raises(ValueError, match="true label 'fish' is not one of the classes"):
         registry.load_dataset("crowd-csv", labels=answers, features=str(folder / "features.csv"),

@@ -102,11 +102,10 @@ def read_features(path: str | Path, task_col: str = "task", feature_names: Seque
         raise ValueError(f"{path}: needs exactly one column {task_col!r}; its columns are {table.header}")
     key = table.header.index(task_col)
     if feature_names is None:
-        used = [j for j in range(len(table.header)) if j != key]
-        if not used:
+        feature_names = [name for j, name in enumerate(table.header) if j != key]
+        if not feature_names:
             raise ValueError(f"{path}: no feature columns besides {task_col!r}")
-    else:
-        used = table.columns(list(feature_names))
+    used = table.columns(list(feature_names))  # a name twice in the header is an error naming both fields
     names = [table.header[j] for j in used]
     tasks, places, values = [], [], []
     for place, (task, *cells) in table.rows([key, *used]):
