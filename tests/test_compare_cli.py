@@ -94,7 +94,7 @@ def write_crowd(tmp_path: Path, tasks: int = 60, workers: int = 4, drop_feature:
         (["--missing-rates", "0,1"], r"--missing-rates must lie in \[0, 1\)"),
         (["--jobs", "0"], r"--jobs must be >= 1"),
         (["--bogus-flag", "3"], r"unrecognised argument '--bogus-flag'.*'synthetic'"),
-        (["--preset", "nope"], r"unknown preset 'nope'"),
+        (["--preset", "nope"], r"'preset' must be one of amer2-like, amer-like, custom; got 'nope'"),
         (["--model-option", "hidden"], r"KEY=VALUE"),
     ],
 )

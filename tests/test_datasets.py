@@ -325,8 +325,17 @@ def test_synthetic_custom_preset(registry):
     assert rates == pytest.approx([0.4, 0.45, 0.5, 0.55, 0.6], abs=1 / 300)
     with pytest.raises(ValueError, match="applies to preset=custom only"):
         registry.load_dataset("synthetic", items=300)
-    with pytest.raises(ValueError, match="unknown preset 'amer3'"):
+    with pytest.raises(ValueError, match="^dataset 'synthetic': option 'preset' must be one of amer2-like, amer-like, "
+                                         "custom; got 'amer3'$"):
         registry.load_dataset("synthetic", preset="amer3")
+    for option, value, bound in [("items", 0, "be >= 1"), ("annotators", 0, "be >= 1"), ("classes", 1, "be >= 2"),
+                                 ("missing", 1.0, r"lie in \[0, 1\)"), ("dim", 0, "be >= 1"),
+                                 ("separation", -0.5, "be >= 0"), ("accuracy", 0.0, r"lie in \(0, 1\]"),
+                                 ("tendency", 1.5, r"lie in \[0, 1\]"), ("groups", 0, "be >= 1"),
+                                 ("seed", -1, "be >= 0"), ("missing_rate", 1.0, r"lie in \[0, 1\)")]:
+        extra = {"preset": "custom"} if option in ("items", "annotators", "classes", "missing") else {}
+        with pytest.raises(ValueError, match=rf"^dataset 'synthetic': option '{option}' must {bound}; got {value}"):
+            registry.load_dataset("synthetic", **extra, **{option: value})
     with pytest.raises(ValueError, match="groups must be in 1..5"):
         registry.load_dataset("synthetic", preset="custom", annotators=5, groups=6)
 

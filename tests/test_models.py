@@ -437,29 +437,47 @@ def test_build_rejects_unknown_and_ill_typed_options(name):
     build = MODULES[name].build
     with pytest.raises(ValueError, match=rf"model '{name}' has no option 'no_such_option'; its options are: hidden"):
         build(FEATURES, A, C, {"no_such_option": 1})
-    with pytest.raises(ValueError, match=r"option 'hidden' expects int; got 'wide'"):
+    owner = f"model '{name}': option"
+    with pytest.raises(ValueError, match=rf"^{owner} 'hidden' expects int; got 'wide'$"):
         build(FEATURES, A, C, {"hidden": "wide"})
-    with pytest.raises(ValueError, match=r"option 'hidden' expects int; got True"):
+    with pytest.raises(ValueError, match=rf"^{owner} 'hidden' expects int; got True$"):
         build(FEATURES, A, C, {"hidden": True})
-    with pytest.raises(ValueError, match=r"option 'dropout' expects float; got 'x'"):
+    with pytest.raises(ValueError, match=rf"^{owner} 'dropout' expects float; got 'x'$"):
         build(FEATURES, A, C, {"dropout": "x"})
-    with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\)"):
-        build(FEATURES, A, C, {"dropout": 1.5})
-    with pytest.raises(ValueError, match=r"hidden must be an integer >= 1"):
+    for dropout in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=rf"^{owner} 'dropout' must lie in \[0, 1\); got {dropout}$"):
+            build(FEATURES, A, C, {"dropout": dropout})
+    with pytest.raises(ValueError, match=rf"^{owner} 'hidden' must be >= 1; got 0$"):
         build(FEATURES, A, C, {"hidden": 0})
+    with pytest.raises(ValueError, match=rf"^{owner} 'depth' must be >= 0; got -1$"):
+        build(FEATURES, A, C, {"depth": "-1"})
+    assert isinstance(build(FEATURES, A, C, {"hidden": 1, "depth": 0, "dropout": 0.0}), AnnotatorModel)  # edges
     # Command-line strings are parsed to the declared types.
     assert isinstance(build(FEATURES, A, C, {"hidden": "8", "dropout": "0.1"}), AnnotatorModel)
 
 
+@pytest.mark.parametrize("name, option, value, bound", [
+    ("madl", "confusion", "weird", "be one of full, diagonal, isotropic"),
+    ("madl", "eta", 1.0, r"lie in \(0, 1\)"),
+    ("madl", "eta", 0.0, r"lie in \(0, 1\)"),
+    ("madl", "ap_init_scale", 0.0, r"lie in \(0, 1\]"),
+    ("madl", "embed_dim", 0, "be >= 1"),
+    ("madl", "ap_hidden", 0, "be >= 1"),
+    ("padl", "global_weight", -1.0, "be >= 0"),
+    ("padl", "global_weight", float("inf"), "be >= 0"),
+    ("padl", "branch_width", -1, "be >= 0"),
+    *[("qumatl", option, 0, "be >= 1") for option in ("d_model", "num_heads", "num_layers", "num_tokens", "ffn_dim")],
+])
+def test_build_rejects_values_outside_an_options_declared_range(name, option, value, bound):
+    with pytest.raises(ValueError, match=rf"^model '{name}': option '{option}' must {bound}; got {value!r}$"):
+        MODULES[name].build(FEATURES, A, C, {option: value})
+
+
 def test_build_rejects_bad_model_specific_values():
-    with pytest.raises(ValueError, match=r"confusion='weird' is not one of full, diagonal, isotropic"):
-        MODULES["madl"].build(FEATURES, A, C, {"confusion": "weird"})
-    with pytest.raises(ValueError, match=r"eta must lie in \(0, 1\)"):
-        MODULES["madl"].build(FEATURES, A, C, {"eta": 1.0})
+    assert MODULES["madl"].build(FEATURES, A, C, {"ap_init_scale": 1.0, "eta": 0.5})  # the closed ends are in
+    assert MODULES["padl"].build(FEATURES, A, C, {"global_weight": 0.0, "branch_width": 0})
     with pytest.raises(ValueError, match=r"d_model=10 must be divisible by num_heads=4"):
         MODULES["qumatl"].build(FEATURES, A, C, {"d_model": 10})
-    with pytest.raises(ValueError, match=r"global_weight must be a finite number >= 0"):
-        MODULES["padl"].build(FEATURES, A, C, {"global_weight": -1.0})
     with pytest.raises(ValueError, match=r"option 'sample' expects true/false; got 'maybe'"):
         MODULES["padl"].build(FEATURES, A, C, {"sample": "maybe"})
 

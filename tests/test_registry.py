@@ -28,6 +28,7 @@ from simlabel_ext.registry import (
     get_registry,
     hookimpl,
     manager,
+    resolve_options,
 )
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "third_party_plugin"
@@ -304,6 +305,38 @@ def test_pip_installed_plugin_is_in_the_registry(installed_plugin, monkeypatch):
     assert BUILTIN_DATASETS <= set(reg.datasets())                          # side by side with the built-ins
 
 
+def test_declared_ranges_and_choices_are_checked_with_the_owner_option_and_value():
+    specs = (OptionSpec("width", int, 8, within="[1, inf)"), OptionSpec("rate", float, 0.5, within="(0, 1]"),
+             OptionSpec("mode", str, "a", choices=("a", "b")), OptionSpec("free", float, None, within="[0, 1)"))
+    assert resolve_options(specs, {"width": "1", "rate": 1, "mode": "b"}, "model 'm'") == {
+        "width": 1, "rate": 1.0, "mode": "b", "free": None}                  # the closed ends are in; None is exempt
+    for given, message in [({"width": 0}, "option 'width' must be >= 1; got 0"),
+                           ({"rate": 0.0}, r"option 'rate' must lie in \(0, 1\]; got 0.0"),
+                           ({"rate": "1.5"}, r"option 'rate' must lie in \(0, 1\]; got 1.5"),
+                           ({"rate": "nan"}, r"option 'rate' must lie in \(0, 1\]; got nan"),
+                           ({"free": 1.0}, r"option 'free' must lie in \[0, 1\); got 1.0"),
+                           ({"mode": "c"}, "option 'mode' must be one of a, b; got 'c'"),
+                           ({"width": "w"}, "option 'width' expects int; got 'w'")]:
+        with pytest.raises(ValueError, match=f"^model 'm': {message}$"):
+            resolve_options(specs, given, "model 'm'")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"type": str, "default": "x", "within": "[0, 1)"}, "within= bounds int and float options only"),
+    ({"type": float, "default": 0.5, "within": "0..1"}, "within='0..1' is not an interval such as"),
+    ({"type": float, "default": 0.5, "within": "[0, 1, 2]"}, r"within='\[0, 1, 2\]' is not an interval such as"),
+    ({"type": float, "default": 0.5, "within": "[0, inf]"}, r"within='\[0, inf\]' is empty or closed at an infinity"),
+    ({"type": float, "default": 0.5, "within": "(1, 0)"}, r"within='\(1, 0\)' is empty or closed at an infinity"),
+    ({"type": int, "default": 1, "choices": ("a",)}, "choices= applies to str options only"),
+    ({"type": float, "default": 2.0, "within": "[0, 1]"}, r"its default 2.0 lies outside its own within='\[0, 1\]'"),
+    ({"type": str, "default": "z", "choices": ("a", "b")},
+     r"its default 'z' lies outside its own choices=\('a', 'b'\)"),
+])
+def test_malformed_ranges_and_choices_are_refused_where_they_are_declared(kwargs, message):
+    with pytest.raises(TypeError, match=f"^option 'x': {message}"):
+        OptionSpec("x", **kwargs)
+
+
 def test_simlabel_plugins_lists_the_pip_installed_plugin(installed_plugin, monkeypatch, capsys):
     # In-process (a second interpreter would re-import torch): the command's cached registry is rebuilt from the
     # entry points on the extended path, and monkeypatch restores the previous one afterwards.
@@ -315,7 +348,9 @@ def test_simlabel_plugins_lists_the_pip_installed_plugin(installed_plugin, monke
     assert "      scale: float = 1.0  multiplies the logits\n" in out
     assert "  toy-data  [simlabel-toy-plugin]  a third-party toy dataset\n" in out
     assert "  synthetic  [simlabel]" in out
-    assert "      preset: str = 'amer2-like'" in out
+    assert ("      preset: str = 'amer2-like' (one of amer2-like | amer-like | custom)  the paper's crowd shapes, or "
+            "custom\n") in out
+    assert "      eta: float = 0.8 in (0, 1)  prior probability of a correct annotation (confusion bias init)\n" in out
     assert "failed plugins" not in out
 
 

@@ -15,6 +15,7 @@ from simlabel_ext.registry import OptionSpec
 
 #: The options every built-in dataset takes first.
 COMMON_OPTIONS = (
-    OptionSpec("seed", int, 0, "seed of the 70/15/15 split and of the simulated label removal"),
-    OptionSpec("missing_rate", float, 0.0, "remove each training label with this probability (paper Table 4)"),
+    OptionSpec("seed", int, 0, "seed of the 70/15/15 split and of the simulated label removal", within="[0, inf)"),
+    OptionSpec("missing_rate", float, 0.0, "remove each training label with this probability (paper Table 4)",
+               within="[0, 1)"),
 )

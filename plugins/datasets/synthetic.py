@@ -56,16 +56,20 @@ CUSTOM_DEFAULTS = {"items": 1000, "annotators": 10, "classes": 5, "missing": 0.8
 
 OPTIONS = (
     *COMMON_OPTIONS,
-    OptionSpec("preset", str, "amer2-like", "amer2-like, amer-like or custom"),
-    OptionSpec("groups", int, 2, "number of annotator groups G (annotator a is in group a mod G)"),
-    OptionSpec("dim", int, 32, "feature dimension D"),
-    OptionSpec("separation", float, 0.5, "std of the class means (higher = more informative features)"),
-    OptionSpec("accuracy", float, 0.6, "mean annotator accuracy (each drawn within +-0.15)"),
-    OptionSpec("tendency", float, 0.8, "share of a group's errors that go to its preferred wrong class"),
-    OptionSpec("items", int, None, "custom only: number of items (default 1000)"),
-    OptionSpec("annotators", int, None, "custom only: number of annotators (default 10)"),
-    OptionSpec("classes", int, None, "custom only: number of classes (default 5)"),
-    OptionSpec("missing", float, None, "custom only: mean per-annotator missing rate (default 0.8)"),
+    OptionSpec("preset", str, "amer2-like", "the paper's crowd shapes, or custom", choices=(*PRESETS, "custom")),
+    OptionSpec("groups", int, 2, "number of annotator groups G (annotator a is in group a mod G), at most A",
+               within="[1, inf)"),
+    OptionSpec("dim", int, 32, "feature dimension D", within="[1, inf)"),
+    OptionSpec("separation", float, 0.5, "std of the class means (higher = more informative features)",
+               within="[0, inf)"),
+    OptionSpec("accuracy", float, 0.6, "mean annotator accuracy (each drawn within +-0.15)", within="(0, 1]"),
+    OptionSpec("tendency", float, 0.8, "share of a group's errors that go to its preferred wrong class",
+               within="[0, 1]"),
+    OptionSpec("items", int, None, "custom only: number of items (default 1000)", within="[1, inf)"),
+    OptionSpec("annotators", int, None, "custom only: number of annotators (default 10)", within="[1, inf)"),
+    OptionSpec("classes", int, None, "custom only: number of classes (default 5)", within="[2, inf)"),
+    OptionSpec("missing", float, None, "custom only: mean per-annotator missing rate (default 0.8)",
+               within="[0, 1)"),
 )
 
 
@@ -83,13 +87,7 @@ def _shape(options: dict[str, Any]) -> tuple[int, int, tuple[int, ...]]:
         if given:
             raise ValueError(f"synthetic: option {given[0]!r} applies to preset=custom only, not {preset!r}")
         return PRESETS[preset]
-    if preset != "custom":
-        raise ValueError(f"synthetic: unknown preset {preset!r}; choose from {', '.join([*PRESETS, 'custom'])}")
     n, a, c, missing = (CUSTOM_DEFAULTS[k] if v is None else v for k, v in custom.items())
-    if n < 1 or a < 1 or c < 2:
-        raise ValueError(f"synthetic: need items >= 1, annotators >= 1, classes >= 2; got {n}, {a}, {c}")
-    if not 0.0 <= missing < 1.0:
-        raise ValueError(f"synthetic: missing must be in [0, 1); got {missing}")
     d = min(0.1, missing, 1.0 - missing)
     rates = missing + d * np.linspace(-1.0, 1.0, a) if a > 1 else np.array([missing])
     return n, c, tuple(max(1, int(round((1.0 - r) * n))) for r in rates)
@@ -104,10 +102,6 @@ def generate(options: dict[str, Any]) -> tuple[torch.Tensor, AnnotationMatrix, t
     separation, accuracy, tendency = options["separation"], options["accuracy"], options["tendency"]
     if not 1 <= g <= a:
         raise ValueError(f"synthetic: groups must be in 1..{a} (the number of annotators); got {g}")
-    if d < 1 or separation < 0 or not 0 < accuracy <= 1 or not 0 <= tendency <= 1:
-        raise ValueError("synthetic: need dim >= 1, separation >= 0, accuracy in (0, 1], tendency in [0, 1]")
-    if options["seed"] < 0:
-        raise ValueError(f"synthetic: seed must be >= 0; got {options['seed']}")
     rng = np.random.default_rng(options["seed"])
     y = rng.integers(c, size=n)
     means = rng.normal(0.0, separation, size=(c, d))

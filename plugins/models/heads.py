@@ -37,9 +37,10 @@ from simlabel_ext.registry import ModelSpec, OptionSpec, hookimpl, resolve_optio
 NAME = "heads"
 
 OPTIONS = (
-    OptionSpec("hidden", int, 128, "encoder width (MLP units / conv channels)"),
-    OptionSpec("depth", int, 2, "encoder blocks (MLP layers, 0 allowed for features; conv blocks >= 1 for images)"),
-    OptionSpec("dropout", float, 0.0, "dropout after each encoder block, in [0, 1)"),
+    OptionSpec("hidden", int, 128, "encoder width (MLP units / conv channels)", within="[1, inf)"),
+    OptionSpec("depth", int, 2, "encoder blocks (MLP layers, 0 allowed for features; conv blocks >= 1 for images)",
+               within="[0, inf)"),
+    OptionSpec("dropout", float, 0.0, "dropout after each encoder block", within="[0, 1)"),
 )
 
 

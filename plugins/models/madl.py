@@ -79,17 +79,20 @@ NAME = "madl"
 CONFUSION_TYPES = ("full", "diagonal", "isotropic")
 
 OPTIONS = (
-    OptionSpec("hidden", int, 128, "encoder width (MLP units / conv channels)"),
-    OptionSpec("depth", int, 2, "encoder blocks (MLP layers, 0 allowed for features; conv blocks >= 1 for images)"),
-    OptionSpec("dropout", float, 0.0, "dropout after each encoder block, in [0, 1)"),
-    OptionSpec("embed_dim", int, 16, "size of the annotator and instance embeddings of the AP model"),
-    OptionSpec("ap_hidden", int, 128, "hidden width of the annotator-performance MLP"),
-    OptionSpec("eta", float, 0.8, "prior probability of a correct annotation (confusion bias init), in (0, 1)"),
-    OptionSpec("confusion", str, "full", "confusion-matrix type: full | diagonal | isotropic"),
+    OptionSpec("hidden", int, 128, "encoder width (MLP units / conv channels)", within="[1, inf)"),
+    OptionSpec("depth", int, 2, "encoder blocks (MLP layers, 0 allowed for features; conv blocks >= 1 for images)",
+               within="[0, inf)"),
+    OptionSpec("dropout", float, 0.0, "dropout after each encoder block", within="[0, 1)"),
+    OptionSpec("embed_dim", int, 16, "size of the annotator and instance embeddings of the AP model",
+               within="[1, inf)"),
+    OptionSpec("ap_hidden", int, 128, "hidden width of the annotator-performance MLP", within="[1, inf)"),
+    OptionSpec("eta", float, 0.8, "prior probability of a correct annotation (confusion bias init)", within="(0, 1)"),
+    OptionSpec("confusion", str, "full", "confusion-matrix type", choices=CONFUSION_TYPES),
     OptionSpec("instance", bool, True, "AP model uses the (detached) instance embedding; false: per-annotator only"),
     OptionSpec("outer_product", bool, True, "outer-product interaction of annotator and instance embeddings"),
     OptionSpec("residual", bool, True, "annotator embedding added as a residual after the AP MLP"),
-    OptionSpec("ap_init_scale", float, 0.1, "scale of the AP output weight at init (P(correct) ~ eta at start)"),
+    OptionSpec("ap_init_scale", float, 0.1, "scale of the AP output weight at init (P(correct) ~ eta at start)",
+               within="(0, 1]"),
 )
 
 
@@ -199,15 +202,6 @@ def build(
     owner = f"model {NAME!r}"
     opts = resolve_options(OPTIONS, dict(options or {}), owner)
     check_input_spec(input_spec, owner=owner)
-    if opts["confusion"] not in CONFUSION_TYPES:
-        raise ValueError(f"{owner}: confusion={opts['confusion']!r} is not one of {', '.join(CONFUSION_TYPES)}")
-    if not 0.0 < opts["eta"] < 1.0:
-        raise ValueError(f"{owner}: eta must lie in (0, 1); got {opts['eta']!r}")
-    if not 0.0 < opts["ap_init_scale"] <= 1.0:
-        raise ValueError(f"{owner}: ap_init_scale must lie in (0, 1]; got {opts['ap_init_scale']!r}")
-    for name in ("embed_dim", "ap_hidden"):
-        if opts[name] < 1:
-            raise ValueError(f"{owner}: {name} must be >= 1; got {opts[name]}")
     return MaDLModel(input_spec, num_annotators, num_classes, **opts)
 
 

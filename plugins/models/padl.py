@@ -70,12 +70,15 @@ from simlabel_ext.registry import ModelSpec, OptionSpec, hookimpl, resolve_optio
 NAME = "padl"
 
 OPTIONS = (
-    OptionSpec("hidden", int, 128, "encoder width (MLP units / conv channels)"),
-    OptionSpec("depth", int, 2, "encoder blocks (MLP layers, 0 allowed for features; conv blocks >= 1 for images)"),
-    OptionSpec("dropout", float, 0.0, "dropout after each encoder block, in [0, 1)"),
-    OptionSpec("global_weight", float, 1.0, "weight (>= 0) of the global (SEM) branch cross-entropy in aux_loss"),
+    OptionSpec("hidden", int, 128, "encoder width (MLP units / conv channels)", within="[1, inf)"),
+    OptionSpec("depth", int, 2, "encoder blocks (MLP layers, 0 allowed for features; conv blocks >= 1 for images)",
+               within="[0, inf)"),
+    OptionSpec("dropout", float, 0.0, "dropout after each encoder block", within="[0, 1)"),
+    OptionSpec("global_weight", float, 1.0, "weight of the global (SEM) branch cross-entropy in aux_loss",
+               within="[0, inf)"),
     OptionSpec("sample", bool, True, "training-mode outputs are reparameterised samples mu + sigma*eps (false: means)"),
-    OptionSpec("branch_width", int, 0, "width of the SEM/HPM reduction layers; 0 = number of classes (as the paper)"),
+    OptionSpec("branch_width", int, 0, "width of the SEM/HPM reduction layers; 0 = number of classes (as the paper)",
+               within="[0, inf)"),
 )
 
 
@@ -162,12 +165,6 @@ def build(
     """Build the ``padl`` model; unknown or ill-typed options and unsupported inputs raise a clear error."""
     opts = resolve_options(OPTIONS, dict(options or {}), f"model {NAME!r}")
     check_input_spec(input_spec, owner=f"model {NAME!r}")
-    if not opts["global_weight"] >= 0.0 or math.isinf(opts["global_weight"]):
-        raise ValueError(f"model {NAME!r}: global_weight must be a finite number >= 0; got {opts['global_weight']!r}")
-    if opts["branch_width"] < 0:
-        raise ValueError(
-            f"model {NAME!r}: branch_width must be >= 0 (0 = number of classes); got {opts['branch_width']}"
-        )
     return PADLModel(input_spec, num_annotators, num_classes, **opts)
 
 

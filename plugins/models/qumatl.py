@@ -62,14 +62,16 @@ from simlabel_ext.registry import ModelSpec, OptionSpec, hookimpl, resolve_optio
 NAME = "qumatl"
 
 OPTIONS = (
-    OptionSpec("hidden", int, 128, "encoder width (MLP units / conv channels)"),
-    OptionSpec("depth", int, 2, "encoder blocks (MLP layers, 0 allowed for features; conv blocks >= 1 for images)"),
-    OptionSpec("dropout", float, 0.0, "dropout in the encoder, attention and FFN, in [0, 1)"),
-    OptionSpec("d_model", int, 64, "query / token width (divisible by num_heads)"),
-    OptionSpec("num_heads", int, 4, "attention heads"),
-    OptionSpec("num_layers", int, 2, "decoder layers (self-attention + cross-attention + FFN)"),
-    OptionSpec("num_tokens", int, 8, "tokens a feature vector is split into (images: at most this many patch tokens)"),
-    OptionSpec("ffn_dim", int, 128, "hidden width of the decoder feed-forward network"),
+    OptionSpec("hidden", int, 128, "encoder width (MLP units / conv channels)", within="[1, inf)"),
+    OptionSpec("depth", int, 2, "encoder blocks (MLP layers, 0 allowed for features; conv blocks >= 1 for images)",
+               within="[0, inf)"),
+    OptionSpec("dropout", float, 0.0, "dropout in the encoder, attention and FFN", within="[0, 1)"),
+    OptionSpec("d_model", int, 64, "query / token width (divisible by num_heads)", within="[1, inf)"),
+    OptionSpec("num_heads", int, 4, "attention heads", within="[1, inf)"),
+    OptionSpec("num_layers", int, 2, "decoder layers (self-attention + cross-attention + FFN)", within="[1, inf)"),
+    OptionSpec("num_tokens", int, 8, "tokens a feature vector is split into (images: at most this many patch tokens)",
+               within="[1, inf)"),
+    OptionSpec("ffn_dim", int, 128, "hidden width of the decoder feed-forward network", within="[1, inf)"),
 )
 
 
@@ -153,13 +155,8 @@ def build(
     owner = f"model {NAME!r}"
     opts = resolve_options(OPTIONS, dict(options or {}), owner)
     check_input_spec(input_spec, owner=owner)
-    for name in ("d_model", "num_heads", "num_layers", "num_tokens", "ffn_dim"):
-        if opts[name] < 1:
-            raise ValueError(f"{owner}: {name} must be >= 1; got {opts[name]}")
     if opts["d_model"] % opts["num_heads"]:
         raise ValueError(f"{owner}: d_model={opts['d_model']} must be divisible by num_heads={opts['num_heads']}")
-    if not 0.0 <= opts["dropout"] < 1.0:
-        raise ValueError(f"{owner}: dropout must lie in [0, 1); got {opts['dropout']!r}")
     return QuMATLModel(input_spec, num_annotators, num_classes, **opts)
 
 

@@ -14,8 +14,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         description=(
             "List every annotator model and dataset registered through the entry-point group 'simlabel' (built-in "
             "and third-party), each with the distribution that provides it, its description and its options "
-            "(name, type, default; '-' = no default). Plugins that failed to load (import error, duplicate name, "
-            "malformed registration) are listed with their error; the command still exits with status 0."
+            "(name, type, default; '-' = no default; the values it takes where bounded). Plugins that failed to load "
+            "(import error, duplicate name, malformed registration) are listed with their error; the command still "
+            "exits with status 0."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -31,7 +32,10 @@ def _section(title: str, entries: dict[str, Registration]) -> list[str]:
         for option in spec.option_specs:
             default = "-" if option.default is None else repr(option.default)
             kind = "path" if option.path else option.type.__name__
-            lines.append(f"      {option.name}: {kind} = {default}" + (f"  {option.help}" if option.help else ""))
+            bound = f" in {option.within}" if option.within else ""
+            bound += f" (one of {' | '.join(option.choices)})" if option.choices else ""
+            help_ = f"  {option.help}" if option.help else ""
+            lines.append(f"      {option.name}: {kind} = {default}{bound}{help_}")
     return lines
 
 

@@ -23,13 +23,15 @@ point in the group ``simlabel`` of its distribution::
 
     @hookimpl
     def simlabel_models():
-        return [ModelSpec("my-net", build=MyNet, option_specs=(OptionSpec("hidden", int, 128, "width"),))]
+        width = OptionSpec("hidden", int, 128, "encoder width", within="[1, inf)")  # checked before MyNet runs
+        return [ModelSpec("my-net", build=MyNet, option_specs=(width,))]
 
 After ``pip install`` the model is available by name everywhere (``simlabel plugins`` lists it). The built-in
 models and datasets of ``simlabel_plugins`` register through exactly these entry points.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +54,10 @@ class OptionSpec:
 
     ``path=True`` says the option names a file or folder: simlabel records it as an absolute path (in
     ``config.toml``), so that a run directory reads the same data from any working directory.
+    ``within`` bounds an int or float option by an interval written as in mathematics, ``"[0, 1)"``,
+    ``"(0, 1]"`` or ``"[1, inf)"``; ``choices`` lists the values a str option may take. Both are checked when
+    the options are resolved (the error names the owner, the option and the value) and shown by
+    ``simlabel plugins``. A default of ``None`` (no default) is exempt.
     """
 
     name: str
@@ -59,12 +65,38 @@ class OptionSpec:
     default: Any
     help: str = ""
     path: bool = False
+    within: str | None = None
+    choices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.type not in _TYPES:
             raise TypeError(f"option {self.name!r}: type must be one of bool, int, float, str; got {self.type}")
         if self.path and self.type is not str:
             raise TypeError(f"option {self.name!r}: a path option must have type str")
+        if self.within is not None:
+            if self.type not in (int, float):
+                raise TypeError(f"option {self.name!r}: within= bounds int and float options only")
+            _interval(self.name, self.within)
+        if self.choices and self.type is not str:
+            raise TypeError(f"option {self.name!r}: choices= applies to str options only")
+        if self.default is not None:
+            try:
+                self.check(self.default, "default")
+            except ValueError:
+                bound = f"within={self.within!r}" if self.within else f"choices={self.choices!r}"
+                raise TypeError(f"option {self.name!r}: its default {self.default!r} lies outside its own {bound}"
+                                ) from None
+
+    def check(self, value: Any, owner: str) -> None:
+        """A ``ValueError`` naming ``owner`` where ``value`` lies outside ``within`` or ``choices``."""
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{owner}: option {self.name!r} must be one of {', '.join(self.choices)}; got {value!r}")
+        if self.within is not None:
+            low, high, low_closed, high_closed = _interval(self.name, self.within)
+            inside = (value >= low if low_closed else value > low) and (value <= high if high_closed else value < high)
+            if not inside:
+                bound = f"be {'>=' if low_closed else '>'} {low:g}" if high == math.inf else f"lie in {self.within}"
+                raise ValueError(f"{owner}: option {self.name!r} must {bound}; got {value!r}")
 
     def parse(self, value: Any) -> Any:
         """Convert a value (e.g. a command-line string) to this option's type; a clear error otherwise."""
@@ -88,12 +120,40 @@ class OptionSpec:
 
 
 def resolve_options(specs: Sequence[OptionSpec], given: Mapping[str, Any], owner: str) -> dict[str, Any]:
-    """Defaults overridden by ``given``; an unknown option is an error that lists the known ones."""
+    """Defaults overridden by ``given``, each parsed to its type and checked against ``within`` / ``choices``; an
+    unknown option is an error that lists the known ones. Every error starts with ``owner`` (``"model 'madl'"``)."""
     known = {s.name: s for s in specs}
     unknown = sorted(set(given) - set(known))
     if unknown:
         raise ValueError(f"{owner} has no option {unknown[0]!r}; its options are: {', '.join(known) or 'none'}")
-    return {name: spec.parse(given[name]) if name in given else spec.default for name, spec in known.items()}
+    resolved = {}
+    for name, spec in known.items():
+        if name not in given:
+            resolved[name] = spec.default
+            continue
+        try:
+            value = spec.parse(given[name])
+        except ValueError as exc:
+            raise ValueError(f"{owner}: {exc}") from None
+        if value is not None:
+            spec.check(value, owner)
+        resolved[name] = value
+    return resolved
+
+
+def _interval(name: str, text: str) -> tuple[float, float, bool, bool]:
+    """``(low, high, low_closed, high_closed)`` of an interval such as ``"[0, 1)"`` or ``"(0, inf)"``."""
+    body = text.strip()
+    parts = body[1:-1].split(",") if len(body) >= 2 else []
+    try:
+        if body[0] not in "[(" or body[-1] not in ")]" or len(parts) != 2:
+            raise ValueError
+        low, high = (float(part) for part in parts)
+    except (ValueError, IndexError):
+        raise TypeError(f"option {name!r}: within={text!r} is not an interval such as '[0, 1)' or '[1, inf)'") from None
+    if not low < high or (body[0] == "[" and low == -math.inf) or (body[-1] == "]" and high == math.inf):
+        raise TypeError(f"option {name!r}: within={text!r} is empty or closed at an infinity")
+    return low, high, body[0] == "[", body[-1] == "]"
 
 
 @dataclass(frozen=True)
