@@ -170,9 +170,10 @@ def test_malformed_specs_are_refused():
         reg.register(plugin([linear_spec("bad name")]))
     with pytest.raises(RegistryError, match="registers model 'x' twice"):
         reg.register(plugin([linear_spec("x"), linear_spec("x")]))
-    bad_default = ModelSpec("m", Linear, (OptionSpec("hidden", int, "wide"),))
-    with pytest.raises(RegistryError, match="bad default: option 'hidden' expects int"):
-        reg.register(plugin([bad_default]))
+    for bounded in ({}, {"within": "[1, inf)"}):
+        bad_default = ModelSpec("m", Linear, (OptionSpec("hidden", int, "wide", **bounded),))
+        with pytest.raises(RegistryError, match="bad default: option 'hidden' expects int"):
+            reg.register(plugin([bad_default]))
     with pytest.raises(RegistryError, match="expected DatasetSpec, got ModelSpec"):
         reg.register(plugin(datasets=[linear_spec()]))
     assert reg.models() == {} and reg.datasets() == {}

@@ -79,9 +79,13 @@ class OptionSpec:
             _interval(self.name, self.within)
         if self.choices and self.type is not str:
             raise TypeError(f"option {self.name!r}: choices= applies to str options only")
-        if self.default is not None:
+        try:
+            default = None if self.default is None else self.parse(self.default)
+        except ValueError:
+            default = None  # a mistyped default: the registry refuses it when it is registered ("bad default")
+        if default is not None:
             try:
-                self.check(self.default, "default")
+                self.check(default, "default")
             except ValueError:
                 bound = f"within={self.within!r}" if self.within else f"choices={self.choices!r}"
                 raise TypeError(f"option {self.name!r}: its default {self.default!r} lies outside its own {bound}"
