@@ -72,7 +72,9 @@ def train_and_check(dist, out_dir: Path, config: TrainConfig) -> None:
     trainer = Trainer(config, out_dir, dist=dist, on_epoch_end=on_epoch_end)
     trainer.fit()
     if dist.is_main:
-        torch.save({"store": trainer.store.state_dict(), "similarity": trainer.similarity.cpu().clone(),
+        store = {name: getattr(trainer.store, name).clone() for name in ("classes", "confidence", "epoch", "step",
+                                                                         "revisions")}  # dense [N, A], to compare
+        torch.save({"store": store, "similarity": trainer.similarity.cpu().clone(),
                     "model": trainer.model.state_dict()}, out_dir / "final_state.pt")
 
 

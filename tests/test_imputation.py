@@ -238,14 +238,75 @@ def test_state_dict_round_trip_through_weights_only_load():
     assert_same_state(snapshot(restored), snapshot(store))
 
 
+def test_state_dict_is_sparse_by_hand():
+    state = _filled_store().state_dict()
+    assert state["shape"].tolist() == [3, 3]
+    assert state["observed_at"].tolist() == [0, 2, 5, 6, 7] and state["observed"].tolist() == [0, 2, 1, 1, 0]
+    # imputed: (0,1) class 1 at step 17 (revised once), (1,0) 2 at 17, (1,1) 0 at 3, (2,2) 1 at 3; flat i * 3 + a
+    assert state["imputed_at"].tolist() == [1, 3, 4, 8]
+    assert state["classes"].tolist() == [1, 2, 0, 1]
+    assert state["step"].tolist() == [17, 17, 3, 3] and state["epoch"].tolist() == [2, 2, 0, 0]
+    assert state["revisions"].tolist() == [1, 0, 0, 0]
+    assert state["confidence"].tolist() == pytest.approx([0.75, 0.66, 0.8, 0.9])
+
+
+def test_state_dict_of_a_large_sparse_store_is_small():
+    observed = torch.full((5000, 200), -1, dtype=torch.int64)
+    rng = torch.Generator().manual_seed(0)
+    flat = torch.randperm(observed.numel(), generator=rng)[:31000]
+    observed.view(-1)[flat[:30000]] = torch.randint(0, 2, (30000,), generator=rng)
+    store = ImputationStore(observed, 2)
+    free = flat[30000:]
+    store.update(free // 200, free % 200, torch.ones(1000, dtype=torch.int64), torch.full((1000,), 0.9),
+                 epoch=1, step=9)
+    buffer = io.BytesIO()
+    torch.save(store.state_dict(), buffer)
+    assert buffer.tell() < 800_000  # 30,000 observed + 1,000 imputed entries; dense [N, A] fields would be 40 MB
+    buffer.seek(0)
+    restored = ImputationStore(observed, 2)
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert_same_state(snapshot(restored), snapshot(store))
+
+
+def test_the_dense_state_of_earlier_versions_still_loads():
+    store = _filled_store()
+    legacy = {"observed": OBSERVED.clone(), **{name: getattr(store, name).clone() for name in
+                                                ("classes", "confidence", "epoch", "step", "revisions")}}
+    restored = ImputationStore(OBSERVED, 3)
+    restored.load_state_dict(legacy)
+    assert_same_state(snapshot(restored), snapshot(store))
+    legacy["classes"][0, 0] = 1  # the dense form keeps every check: (0, 0) holds the observed label 0
+    with pytest.raises(ValueError, match="holds an observed label"):
+        ImputationStore(OBSERVED, 3).load_state_dict(legacy)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.pop("imputed_at"), r"field 'observed' is \(5,\) torch.int64, expected \(3, 3\)"),  # as dense
+    (lambda s: s.pop("revisions"), "lacks 'revisions'"),
+    (lambda s: s.update(shape=t(3, 4)), r"is \(3, 4\), expected \(3, 3\)"),
+    (lambda s: s.update(imputed_at=t(1, 3, 4, 9)), r"'imputed_at' holds an entry outside 0..8"),
+    (lambda s: s.update(imputed_at=t(1, 3, 3, 8)), "'imputed_at' names an entry twice"),
+    (lambda s: s.update(observed_at=t(0, 2, 5, 6, -1)), r"'observed_at' holds an entry outside 0..8"),
+    (lambda s: s.update(classes=t(1, 2, 0)), r"field 'classes' is \(3,\) torch.int64, expected \(4,\) torch.int64"),
+    (lambda s: s.update(imputed_at=s["imputed_at"].to(torch.int32)), "field 'imputed_at' is"),
+])
+def test_a_malformed_sparse_state_is_refused_naming_the_field(edit, message):
+    state = _filled_store().state_dict()
+    edit(state)
+    store = ImputationStore(OBSERVED, 3)
+    with pytest.raises(ValueError, match=message):
+        store.load_state_dict(state)
+    assert len(store) == 0
+
+
 def test_state_dict_is_a_copy():
     store = _filled_store()
     state = store.state_dict()
     store.update(t(2), t(2), t(0), torch.tensor([0.9]), epoch=5, step=50)
-    assert state["classes"][2, 2] == 1 and state["step"][2, 2] == 3
+    assert state["classes"][-1] == 1 and state["step"][-1] == 3  # entry (2, 2), flat 8, is the last
     other = ImputationStore(OBSERVED, 3)
     other.load_state_dict(state)
-    state["classes"][2, 2] = 0  # mutating the dict afterwards does not reach the loaded store
+    state["classes"][-1] = 0  # mutating the dict afterwards does not reach the loaded store
     assert other.classes[2, 2] == 1
 
 
@@ -260,8 +321,8 @@ def test_load_state_dict_refuses_other_observed_labels():
 
 
 def test_load_state_dict_refuses_an_imputed_observed_entry():
-    state = ImputationStore(OBSERVED, 3).state_dict()
-    state["classes"][0, 0] = 1  # (0,0) holds the observed label 0
+    state = _filled_store().state_dict()
+    state["imputed_at"][0] = 0  # (0,0) holds the observed label 0
     store = ImputationStore(OBSERVED, 3)
     with pytest.raises(ValueError, match="holds an observed label"):
         store.load_state_dict(state)
@@ -286,8 +347,8 @@ def test_rejected_state_leaves_the_store_unchanged():
 
 
 def test_load_state_dict_refuses_classes_out_of_range():
-    state = ImputationStore(OBSERVED, 3).state_dict()
-    state["classes"][0, 1] = 7
+    state = _filled_store().state_dict()
+    state["classes"][0] = 7
     with pytest.raises(ValueError):
         ImputationStore(OBSERVED, 3).load_state_dict(state)
 

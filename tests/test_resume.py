@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from simlabel_ext.cli import main
 
@@ -144,6 +145,33 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(killed, unin
     with pytest.warns(UserWarning, match=r"epoch-0002\.pt"):
         assert train(out, "--resume") == 0
     assert f"resumed from {out / 'checkpoints' / 'epoch-0001.pt'} (epoch 1," in (out / "train.log").read_text()
+    assert outputs(out) == uninterrupted
+
+
+def _dense_store(sparse: dict) -> dict:
+    """The imputation store as checkpoints of format simlabel-checkpoint-1 held it: every field ``[N, A]``."""
+    n, a = sparse["shape"].tolist()
+    dense = {}
+    for name, at, empty in [("observed", "observed_at", -1), ("classes", "imputed_at", -1),
+                            ("confidence", "imputed_at", 0), ("epoch", "imputed_at", -1), ("step", "imputed_at", -1),
+                            ("revisions", "imputed_at", 0)]:
+        field = torch.full((n * a,), empty, dtype=sparse[name].dtype)
+        field[sparse[at]] = sparse[name]
+        dense[name] = field.view(n, a)
+    return dense
+
+
+@pytest.mark.filterwarnings("ignore:.*took over the lock")
+def test_a_checkpoint_of_the_earlier_dense_format_resumes_identically(killed, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(killed, out)
+    newest = out / "checkpoints" / "epoch-0002.pt"
+    state = torch.load(newest, weights_only=True)
+    assert state["format"] == "simlabel-checkpoint-2" and len(state["store"]["imputed_at"]) > 0
+    state["format"], state["store"] = "simlabel-checkpoint-1", _dense_store(state["store"])
+    torch.save(state, newest)
+    assert train(out, "--resume") == 0
+    assert f"resumed from {newest} (epoch 2," in (out / "train.log").read_text()
     assert outputs(out) == uninterrupted
 
 

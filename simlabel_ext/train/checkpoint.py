@@ -2,9 +2,9 @@
 
 The schema (:data:`CHECKPOINT_FORMAT`): ``epoch`` (epochs completed), ``global_step``, ``config`` (flat options),
 ``model``, ``optimizer`` and ``scheduler`` state, ``rng_states`` (``[world_size, ...]``: each rank's CPU
-generator), ``cuda_rng_state`` (or ``None``), ``store`` (the imputation store), ``kappa`` (checked against the
-engine rebuilt from the store on resume), ``early_stopping`` (best validation loss, its epoch, epochs since) and
-``history``. :func:`capture` builds it from a trainer (a collective under DDP: every rank takes part) and
+generator), ``cuda_rng_state`` (or ``None``), ``store`` (the imputation store's entries, sparse), ``kappa``
+(checked against the engine rebuilt from the store on resume), ``early_stopping`` (best validation loss, its
+epoch, epochs since) and ``history``. :func:`capture` builds it from a trainer (a collective under DDP: every rank takes part) and
 :func:`restore` puts it back, refusing a checkpoint made with other options (named) or whose similarity
 statistics do not match its store. ``best.pt`` holds the best epoch's model weights only.
 
@@ -30,10 +30,13 @@ from ..storage import TorchFileError, load_torch, save_torch
 from .config import TrainConfig
 from .distributed import Distributed
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "KEEP", "REQUIRED", "Resumable", "capture", "epoch_checkpoints",
-           "load_checkpoint", "load_latest", "restore", "save_atomic", "save_epoch_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "KEEP", "READABLE_FORMATS", "REQUIRED", "CheckpointError", "Resumable", "capture",
+           "epoch_checkpoints", "load_checkpoint", "load_latest", "restore", "save_atomic", "save_epoch_checkpoint"]
 
-CHECKPOINT_FORMAT = "simlabel-checkpoint-1"
+CHECKPOINT_FORMAT = "simlabel-checkpoint-2"
+#: The formats :func:`restore` reads: ``-1`` held the imputation store's fields dense (``[N, A]`` each, about 40 MB
+#: for sentiment_polarity), ``-2`` holds its entries sparsely (:meth:`ImputationStore.state_dict`).
+READABLE_FORMATS = ("simlabel-checkpoint-1", CHECKPOINT_FORMAT)
 #: The keys every epoch checkpoint holds.
 REQUIRED = ("format", "epoch", "global_step", "config", "model", "optimizer", "scheduler", "rng_states", "store",
             "kappa", "early_stopping", "history")
@@ -92,7 +95,7 @@ def capture(trainer: Resumable) -> dict[str, Any]:
 
 def restore(trainer: Resumable, state: dict[str, Any], source: str) -> None:
     """Put ``state`` (from :func:`capture`) back into ``trainer``; ``source`` names it in errors."""
-    if state["format"] != CHECKPOINT_FORMAT:
+    if state["format"] not in READABLE_FORMATS:
         raise CheckpointError(f"{source}: unknown checkpoint format {state['format']!r}")
     changed = TrainConfig.from_dict(state["config"], source).differences(trainer.config)
     if changed:
