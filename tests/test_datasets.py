@@ -416,9 +416,11 @@ def test_crowd_csv_errors(registry, crowd_files, tmp_path):
         return registry.load_dataset("crowd-csv", labels=answers, features=str(path), **extra)
 
     kept = [row for row in lines[1:] if row.split(",")[0] not in {"t3", "t4", "t10", "t11", "t12", "t20", "t21"}]
-    first_five = "7 labelled task\\(s\\) have no features, the first: 't3', 't4', 't10', 't11', 't12'$"
+    first_five = "7 labelled task\\(s\\) have no features: 't3', 't4', 't10', 't11', 't12', \\.\\.\\.$"
     with pytest.raises(ValueError, match=first_five):
         load_with_features("\n".join([lines[0], *kept]))
+    with pytest.raises(ValueError, match="1 labelled task\\(s\\) have no features: 't3'$"):
+        load_with_features("\n".join([lines[0], *[row for row in lines[1:] if row.split(",")[0] != "t3"]]))
     bad = [lines[0], *lines[1:]]
     bad[5] = bad[5].split(",")[0] + ",1.0,nan,2.0"
     with pytest.raises(ValueError, match=f"task '{bad[5].split(',')[0]}', column 'f2': non-finite value nan"):

@@ -69,8 +69,8 @@ class FeatureTable:
             row_of[task] = r
         absent = [item for item in items if item not in row_of]
         if absent:
-            raise ValueError(f"{self.source}: {len(absent)} {what}(s) have no features, the first: "
-                             f"{', '.join(map(repr, absent[:5]))}")
+            shown = ", ".join(map(repr, absent[:5])) + (", ..." if len(absent) > 5 else "")
+            raise ValueError(f"{self.source}: {len(absent)} {what}(s) have no features: {shown}")
         return self._take([row_of[item] for item in items])
 
     def to_tensor(self) -> torch.Tensor:
