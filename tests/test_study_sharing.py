@@ -67,4 +67,4 @@ def test_model_options_reach_the_run_and_a_malformed_one_is_a_usage_error(sharin
         sharing.main(["--dataset", "amer2-like", "--model", "madl", "--model-option", "instance", "--out",
                       str(tmp_path / "bad")])
     assert stop.value.code == 2
-    assert "--model-option takes KEY=VALUE; got 'instance'" in capsys.readouterr().err
+    assert "--model-option expects KEY=VALUE; got 'instance'" in capsys.readouterr().err

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 import simlabel_ext.train.trainer as trainer_module
+from simlabel_ext.cli.train import parse_key_values
 from simlabel_ext.kernels.flags import NO_ERROR
 from simlabel_ext.models import ModelOutput
 from simlabel_ext.ops.options import SimLabelOutput, combine_loss
@@ -119,9 +120,10 @@ def main(argv=None) -> int:
     dataset, options = {"music": ("music", {"data_dir": str(shared / "music_genre")}),
                         "sentiment": ("sentiment", {"data_dir": str(shared / "sentiment_polarity")})}.get(
         a.dataset, ("synthetic", {"preset": a.dataset}))
-    if any("=" not in item for item in a.model_option):
-        p.error(f"--model-option takes KEY=VALUE; got {next(i for i in a.model_option if '=' not in i)!r}")
-    model_options = dict(item.split("=", 1) for item in a.model_option)
+    try:
+        model_options = parse_key_values(a.model_option, "model")
+    except ValueError as exc:
+        p.error(str(exc))
     config = TrainConfig(dataset=dataset, dataset_options=options, model=a.model, model_options=model_options,
                          mode=a.mode, seed=a.seed, lr=a.lr,
                          lam=a.lam, threshold=a.threshold, missing_rate=a.missing_rate, soft_source=a.soft_source,

@@ -67,7 +67,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
                        help="an option of the model plugin (repeatable), e.g. hidden=64")
 
 
-def _key_values(pairs: list[str], what: str) -> dict[str, str]:
+def parse_key_values(pairs: list[str], what: str) -> dict[str, str]:
+    """``--{what}-option KEY=VALUE`` flags as ``{key: value}`` (``-`` in a key read as ``_``); ``ValueError`` naming a
+    malformed one."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -110,11 +112,11 @@ def resolve_config(args: argparse.Namespace, extra: list[str]) -> TrainConfig:
             changes[f.name] = value
     dataset = changes.get("dataset", config.dataset)
     dataset_options = dict(config.dataset_options) if dataset == config.dataset else {}
-    dataset_options.update(_key_values(args.dataset_option, "dataset"))
+    dataset_options.update(parse_key_values(args.dataset_option, "dataset"))
     dataset_options.update(_dataset_flags(dataset, extra))
     model = changes.get("model", config.model)
     model_options = dict(config.model_options) if model == config.model else {}
-    model_options.update(_key_values(args.model_option, "model"))
+    model_options.update(parse_key_values(args.model_option, "model"))
     config = config.replace(**changes, dataset_options=dataset_options, model_options=model_options)
     return resolve_dataset_paths(config)
 
