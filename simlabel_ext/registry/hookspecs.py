@@ -139,8 +139,7 @@ def resolve_options(specs: Sequence[OptionSpec], given: Mapping[str, Any], owner
             value = spec.parse(given[name])
         except ValueError as exc:
             raise ValueError(f"{owner}: {exc}") from None
-        if value is not None:
-            spec.check(value, owner)
+        spec.check(value, owner)
         resolved[name] = value
     return resolved
 

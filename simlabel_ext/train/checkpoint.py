@@ -4,9 +4,9 @@ The schema (:data:`CHECKPOINT_FORMAT`): ``epoch`` (epochs completed), ``global_s
 ``model``, ``optimizer`` and ``scheduler`` state, ``rng_states`` (``[world_size, ...]``: each rank's CPU
 generator), ``cuda_rng_state`` (or ``None``), ``store`` (the imputation store's entries, sparse), ``kappa``
 (checked against the engine rebuilt from the store on resume), ``early_stopping`` (best validation loss, its
-epoch, epochs since) and ``history``. :func:`capture` builds it from a trainer (a collective under DDP: every rank takes part) and
-:func:`restore` puts it back, refusing a checkpoint made with other options (named) or whose similarity
-statistics do not match its store. ``best.pt`` holds the best epoch's model weights only.
+epoch, epochs since) and ``history``. :func:`capture` builds it from a trainer (a collective under DDP: every
+rank takes part) and :func:`restore` puts it back, refusing a checkpoint made with other options (named) or
+whose similarity statistics do not match its store. ``best.pt`` holds the best epoch's model weights only.
 
 Every checkpoint is a dict of tensors and plain data saved with :func:`simlabel_ext.storage.save_torch` (temporary
 file, fsync, rename) and opened with ``weights_only=True`` (:func:`simlabel_ext.storage.load_torch`), so it can
