@@ -127,6 +127,12 @@ def test_registry_builds_every_builtin_model_by_name():
     for name in NAMES:
         model = registry.build_model(name, IMAGE, A, C, **{k: str(v) for k, v in SMALL[name].items()})
         assert model.predict(torch.randn(2, *IMAGE.shape)).shape == (2, A)
+    # A value only the build can rule out (no conv block for an image) is reported with the model's name, once.
+    for name in NAMES:
+        with pytest.raises(ValueError, match=rf"^model '{name}': depth \(conv blocks of an image encoder\) must"):
+            registry.build_model(name, IMAGE, A, C, depth="0")
+    with pytest.raises(ValueError, match=r"^model 'qumatl': d_model=10 must be divisible by num_heads=4$"):
+        registry.build_model("qumatl", FEATURES, A, C, d_model="10")  # qumatl names itself: not named twice
 
 
 # ------------------------------------------------------------------------------------------ shape & finiteness

@@ -211,12 +211,19 @@ class Registry:
         self, name: str, input_spec: InputSpec, num_annotators: int, num_classes: int, **options: Any
     ) -> AnnotatorModel:
         """Build model ``name`` for ``input_spec`` with A annotators and C classes; ``options`` are resolved
-        against its option specs (strings are parsed to the declared type; an unknown option is an error)."""
+        against its option specs (strings are parsed to the declared type; an unknown option is an error). A
+        ``ValueError`` raised while building names the model."""
         spec = self.model(name).spec
         if input_spec.kind not in spec.input_kinds:
             raise RegistryError(f"model {name!r} takes inputs {spec.input_kinds}, not {input_spec.kind!r}")
-        resolved = resolve_options(spec.option_specs, options, owner=f"model {name!r}")
-        model = spec.build(input_spec, num_annotators, num_classes, resolved)
+        owner = f"model {name!r}"
+        resolved = resolve_options(spec.option_specs, options, owner=owner)
+        try:
+            model = spec.build(input_spec, num_annotators, num_classes, resolved)
+        except ValueError as exc:  # a value the options' ranges could not rule out (e.g. depth 0 for images)
+            if str(exc).startswith(owner):
+                raise
+            raise ValueError(f"{owner}: {exc}") from exc
         if not isinstance(model, AnnotatorModel):
             raise RegistryError(f"model {name!r} built a {type(model).__name__}, not an AnnotatorModel")
         return model
