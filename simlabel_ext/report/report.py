@@ -12,6 +12,7 @@ from typing import Any
 
 from ..rundir import RunDirectory
 from ..storage import write_json
+from .choice import choose, markdown_choice
 from .consensus import consensus_outcome
 from .imputation import imputation_baselines
 from .paired import SplitOutcome, split_outcome
@@ -41,19 +42,22 @@ def write_report(out_dir: str | Path, runs: Sequence[tuple[Path, dict[str, Any]]
                  plots: bool = True) -> list[dict[str, Any]]:
     """Write the report of ``runs`` (run directory, metrics) into ``out_dir``; returns the aggregated rows.
 
-    ``header`` (dataset, options, grid, command) goes to the top of ``results.json`` and ``results.md``.
+    ``header`` (dataset, options, grid, command) goes to the top of ``results.json`` and ``results.md``. With more
+    than one model, both also hold the model to use (:mod:`.choice`; ``choice`` in ``results.json``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records, outcomes, consensus = _evidence(runs)
     rows = aggregate(records, outcomes, consensus)
+    choices = choose(records, outcomes) if len({m["model"] for m in records}) > 1 else []
     records = [dict(m, run_dir=str(d)) for (d, _), m in zip(runs, records)]
-    write_json(out / "results.json", {**header, "runs": records, "table": rows})
+    write_json(out / "results.json", {**header, "runs": records, "table": rows,
+                                      "choice": [c.as_dict() for c in choices]})
     write_csv(out / "results.csv", rows)
     lines = [f"# SimLabel comparison: dataset `{header.get('dataset')}`", ""]
     if header.get("command"):
         lines += ["Regenerate with:", "", f"    {header['command']}", ""]
-    lines += [markdown_tables(rows)]
+    lines += [markdown_tables(rows), *markdown_choice(choices)]
     if plots:
         lines += _write_figures(out, runs, rows)
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -183,8 +183,8 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
             cells += [
                 f"**{percent(r['avg_mean'], r['avg_std'])}**",
                 "–" if skip else percent(r["gain_mean"], r["gain_se"], signed=True),
-                "–" if skip else _interval(r["gain_low"], r["gain_high"]),
-                "–" if skip else _verdict(r["verdict"]),
+                "–" if skip else interval_cell(r["gain_low"], r["gain_high"]),
+                "–" if skip else verdict_cell(r["verdict"]),
                 percent(r["micro_mean"], r["micro_std"]),
                 f"{r['imputations_mean']:.0f}" if confidence else "–",
                 percent(r["imputation_accuracy_mean"]),
@@ -206,11 +206,13 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def _interval(low: float, high: float) -> str:
+def interval_cell(low: float, high: float) -> str:
+    """``[low, high]`` in signed percent, ``–`` where undefined."""
     return "–" if not defined(low) else f"[{percent(low, signed=True)}, {percent(high, signed=True)}]"
 
 
-def _verdict(verdict: str | None) -> str:
+def verdict_cell(verdict: str | None) -> str:
+    """A verdict as a table cell: *beats* and *worse* in bold, ``–`` for none."""
     return "–" if verdict is None else verdict if verdict == "inconclusive" else f"**{verdict}**"
 
 
@@ -229,8 +231,8 @@ def _consensus_table(part: Sequence[dict[str, Any]]) -> list[str]:
         gain = percent(r["over_consensus_mean"], r["over_consensus_se"], signed=True)
         lines.append(f"| {r['model']} | {r['mode']} | {percent(r['avg_mean'], r['avg_std'])} | "
                      f"{percent(r['consensus_mean'])} | {gain} | "
-                     f"{_interval(r['over_consensus_low'], r['over_consensus_high'])} | "
-                     f"{_verdict(r['over_consensus_verdict'])} |")
+                     f"{interval_cell(r['over_consensus_low'], r['over_consensus_high'])} | "
+                     f"{verdict_cell(r['over_consensus_verdict'])} |")
     return lines
 
 
