@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simlabel_ext.report.choice import best_by_validation, choose
 from simlabel_ext.report.paired import paired_gain, split_outcome
 from simlabel_ext.report.tables import converged, defined, mean_std, percent
 from simlabel_ext.rundir import RunDirectory
@@ -201,26 +202,19 @@ def aim(directory: Path) -> str:
 
 
 def _best(index: dict, rate: float, modes: Sequence[str]) -> tuple[str, str, list[int]]:
-    """The (model, mode) among ``modes`` with the best mean validation Avg at ``rate``, and its seeds."""
-    members: dict[tuple[str, str], list[dict]] = {}
-    for model, mode, r, seed in index:
-        if r == rate and mode in modes:
-            members.setdefault((model, mode), []).append(index[(model, mode, r, seed)])
-    (model, mode), runs = max(members.items(),
-                              key=lambda kv: mean_std([m["best_val_avg_accuracy"] for m in kv[1]])[0])
-    return model, mode, sorted(m["seed"] for m in runs)
+    """The (model, mode) among ``modes`` with the best mean validation Avg at ``rate`` (the library's
+    best_by_validation), and its seeds."""
+    model, mode = best_by_validation(m for (_, md, r, _), m in index.items() if r == rate and md in modes)
+    return model, mode, sorted(s for mo, md, r, s in index if (mo, md, r) == (model, mode, rate))
 
 
 def _aim_row(index: dict, rate: float, modes: Sequence[str]) -> str:
     """One row of the aim: the best backbone under Skip against the best among ``modes`` (both by validation),
-    their test Avg and the paired test gain over the seeds both have."""
-    skip_model, _, seeds = _best(index, rate, ["skip"])
-    model, mode, seeds_sl = _best(index, rate, modes)
-    common = sorted(set(seeds) & set(seeds_sl))
-    pairs = [(s, index[(model, mode, rate, s)], index[(skip_model, "skip", rate, s)]) for s in common]
-    avg = lambda key: percent(*mean_std([index[(*key, rate, s)]["avg_accuracy"] for s in common]))  # noqa: E731
-    return (f"| {rate:g} | {skip_model} | {avg((skip_model, 'skip'))} | {model} {mode} | {avg((model, mode))} | "
-            f"{_interval(pairs, TEST)} |")
+    their test Avg and the paired test gain over the seeds both have (the library's choose)."""
+    runs = [m for (_, _, r, _), m in index.items() if r == rate]
+    (c,) = choose(runs, [_outcome(m) for m in runs], simlabel_modes=modes)
+    return (f"| {rate:g} | {c.skip.model} | {percent(c.skip.test_avg, c.skip.test_std)} | {c.simlabel.model} "
+            f"{c.simlabel.mode} | {percent(c.simlabel.test_avg, c.simlabel.test_std)} | {_format(c.gain)} |")
 
 
 def imputation(directory: Path) -> str:
