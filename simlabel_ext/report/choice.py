@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .paired import PairedGain, SplitOutcome, paired_gain
+from .paired import PairedGain, SplitOutcome, paired_gain_or_none
 from .tables import defined, interval_cell, mean_std, percent, verdict_cell
 
 __all__ = ["Choice", "Pick", "best_by_validation", "choose", "markdown_choice"]
@@ -33,7 +33,8 @@ class Pick:
 @dataclass(frozen=True)
 class Choice:
     """At ``missing_rate``: the best group under Skip, the best under SimLabel, the ``seeds`` both have and the
-    SimLabel pick's paired test gain over the Skip pick (None where a run of those seeds has no test outcome)."""
+    SimLabel pick's paired test gain over the Skip pick (None where they share no seed or a run of those seeds
+    has no test outcome)."""
 
     missing_rate: float
     skip: Pick
@@ -82,10 +83,8 @@ def choose(runs: Sequence[dict[str, Any]], outcomes: Sequence[SplitOutcome | Non
         of = {key: {m["seed"]: (m, o) for m, o in here if (m["model"], m["mode"]) == key} for key in (skip, simlabel)}
         common = sorted(set(of[skip]) & set(of[simlabel]))
         pairs = [(seed, of[simlabel][seed][1], of[skip][seed][1]) for seed in common]
-        complete = bool(pairs) and all(mine is not None and theirs is not None and len(mine.labelled)
-                                       for _, mine, theirs in pairs)
         choices.append(Choice(rate, _pick(skip, of[skip], common), _pick(simlabel, of[simlabel], common),
-                              tuple(common), paired_gain(pairs) if complete else None))
+                              tuple(common), paired_gain_or_none(pairs)))
     return choices
 
 

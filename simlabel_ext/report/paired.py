@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DRAWS", "PairedGain", "SplitOutcome", "avg_accuracy", "paired_gain", "split_avg", "split_outcome"]
+__all__ = ["DRAWS", "PairedGain", "SplitOutcome", "avg_accuracy", "paired_gain", "paired_gain_or_none", "split_avg",
+           "split_outcome"]
 
 #: Bootstrap draws per seed.
 DRAWS = 2000
@@ -114,3 +115,11 @@ def paired_gain(pairs: Sequence[tuple[int, SplitOutcome, SplitOutcome]], draws: 
     mean = sum(point) / len(point)
     se = math.sqrt(sum((g - mean) ** 2 for g in point) / (len(point) - 1) / len(point)) if len(point) > 1 else math.nan
     return PairedGain(mean, se, float(low), float(high), tuple(seed for seed, _, _ in pairs))
+
+
+def paired_gain_or_none(pairs: Sequence[tuple[int, SplitOutcome | None, SplitOutcome | None]]) -> PairedGain | None:
+    """:func:`paired_gain` of ``(seed, candidate, baseline)`` ``pairs``; None for no pairs, or unless every seed
+    has both outcomes and the candidate has test labels (runs written before ``predictions.npz`` existed)."""
+    if not pairs or any(mine is None or theirs is None or not len(mine.labelled) for _, mine, theirs in pairs):
+        return None
+    return paired_gain(pairs)

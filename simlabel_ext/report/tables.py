@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .paired import PairedGain, SplitOutcome, paired_gain, split_avg
+from .paired import PairedGain, SplitOutcome, paired_gain_or_none, split_avg
 
 __all__ = ["aggregate", "markdown_tables", "write_csv"]
 
@@ -94,7 +94,7 @@ def aggregate(runs: Sequence[dict[str, Any]], outcomes: Sequence[SplitOutcome | 
         imp_acc = mean_std([m["imputation_accuracy"] for m in members])
         baselines = [m.get("imputation_baselines") or {} for m in members]
         criterion = None if mode == "skip" else _criterion(members, skips, rate, model, outcome_of)
-        against = _paired([(m["seed"], outcome_of.get(id(m)), consensus_of.get(id(m))) for m in members])
+        against = paired_gain_or_none([(m["seed"], outcome_of.get(id(m)), consensus_of.get(id(m))) for m in members])
         rows.append({
             "missing_rate": rate, "model": model, "mode": mode, "seeds": [m["seed"] for m in members],
             "avg_mean": avg[0], "avg_std": avg[1], "micro_mean": micro[0], "micro_std": micro[1],
@@ -129,15 +129,7 @@ def _criterion(members: Sequence[dict[str, Any]], skips: dict[tuple[float, str, 
     for m in members:
         skip = skips.get((rate, model, m["seed"]))
         pairs.append((m["seed"], outcome_of.get(id(m)), outcome_of.get(id(skip)) if skip is not None else None))
-    return _paired(pairs)
-
-
-def _paired(pairs: Sequence[tuple[int, SplitOutcome | None, SplitOutcome | None]]) -> PairedGain | None:
-    """:func:`.paired.paired_gain` of ``(seed, candidate, baseline)`` ``pairs``; None unless every seed has both
-    outcomes and the candidate has test labels."""
-    if any(mine is None or theirs is None or not len(mine.labelled) for _, mine, theirs in pairs):
-        return None
-    return paired_gain(pairs)
+    return paired_gain_or_none(pairs)
 
 
 def percent(mean: float | None, std: float | None = None, signed: bool = False) -> str:
